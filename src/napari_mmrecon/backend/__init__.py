@@ -1,0 +1,7 @@
+"""The torch backend: physics only, never imports napari or Qt."""
+
+from . import textures
+from .energy import TERM_NAMES, EnergyModel, effective_field, energy
+from .grid import MU0, Grid, Material
+
+__all__ = ["MU0", "TERM_NAMES", "EnergyModel", "Grid", "Material", "effective_field", "energy", "textures"]

@@ -1,0 +1,133 @@
+"""The total micromagnetic energy and effective field, and the public functions over them."""
+
+from __future__ import annotations
+
+import torch
+
+from .arrays import batch_size, check_magnetization, check_vector_field, like_input, to_tensor
+from .grid import Grid, Material
+from .terms import (
+    DemagTerm,
+    ExchangeField,
+    InterfacialDMIField,
+    Term,
+    UniaxialAnisotropyField,
+    ZeemanField,
+)
+
+TERM_NAMES = ("exchange", "dmi", "anisotropy", "zeeman", "demag")
+
+
+class EnergyModel:
+    """All energy terms of one film, with their coefficients prepared once.
+
+    Parameters
+    ----------
+    grid : Grid
+    material : Material
+        Parameters may be torch tensors with ``requires_grad``; the model keeps the graph.
+    external_field, bias_field : array-like, optional
+        H in A/m: a 3-vector or a ``(nz, ny, nx, 3)`` map (or per state of a batch).
+    batch : int, optional
+        Batch size B if the model is used with ``m (B, nz, ny, nx, 3)`` and per-state parameters.
+    terms : sequence of str, optional
+        Subset of ``TERM_NAMES`` (default: all; terms whose parameter is exactly 0 are skipped).
+    """
+
+    def __init__(self, grid: Grid, material: Material, external_field=None, bias_field=None,
+                 batch: int | None = None, terms=TERM_NAMES):
+        unknown = set(terms) - set(TERM_NAMES)
+        if unknown:
+            raise ValueError(f"unknown energy terms {sorted(unknown)}; expected a subset of {TERM_NAMES}")
+        self.grid = grid
+        self.material = material
+        self.batch = batch
+        p = {name: material.parameter(name, grid, batch) for name in ("Ms", "A", "Ku", "D", "alpha")}
+        self.Ms = p["Ms"]
+        self.alpha = p["alpha"]
+        ext = check_vector_field(external_field, grid, batch, "external_field")
+        bias = check_vector_field(bias_field, grid, batch, "bias_field")
+        candidates = {
+            "exchange": lambda: ExchangeField(grid, self.Ms, p["A"]),
+            "dmi": lambda: InterfacialDMIField(grid, self.Ms, p["D"]),
+            "anisotropy": lambda: UniaxialAnisotropyField(grid, self.Ms, p["Ku"], material.Ku_axis),
+            "zeeman": lambda: ZeemanField(grid, self.Ms, ext, bias),
+            "demag": lambda: DemagTerm(grid, self.Ms),
+        }
+        needed = {
+            "exchange": _nonzero(p["A"]),
+            "dmi": _nonzero(p["D"]),
+            "anisotropy": _nonzero(p["Ku"]),
+            "zeeman": ext is not None or bias is not None,
+            "demag": True,
+        }
+        self.terms: list[Term] = [candidates[n]() for n in TERM_NAMES if n in terms and needed[n]]
+
+    def field(self, m: torch.Tensor) -> torch.Tensor:
+        """Total effective field (A/m), ``(..., nz, ny, nx, 3)``; 0 in vacuum cells."""
+        h = self.terms[0].field(m)
+        for term in self.terms[1:]:
+            h = h + term.field(m)
+        return h
+
+    def energies(self, m: torch.Tensor) -> dict:
+        """Energy per term and ``"total"`` (J); 0-d tensors, or ``(B,)`` for a batch.
+
+        Every name of ``TERM_NAMES`` is present (terms not built contribute 0).
+        """
+        zero = torch.zeros(m.shape[:-4], dtype=m.dtype, device=m.device)
+        out = {name: zero for name in TERM_NAMES}
+        for term in self.terms:
+            out[term.name] = term.energy(m)
+        out["total"] = sum(out[name] for name in TERM_NAMES)
+        return out
+
+
+def _nonzero(p: torch.Tensor) -> bool:
+    """Whether a parameter can contribute: non-zero somewhere, or a tensor that needs gradients."""
+    return p.requires_grad or bool((p != 0).any())
+
+
+def _prepare(m, grid: Grid, material: Material, external_field, bias_field):
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a napari_mmrecon Grid, got {type(grid).__name__}")
+    if not isinstance(material, Material):
+        raise ValueError(f"material must be a napari_mmrecon Material, got {type(material).__name__}")
+    mt = to_tensor(m, grid, "m")
+    batch = batch_size(mt, grid)
+    model = EnergyModel(grid, material, external_field, bias_field, batch=batch)
+    check_magnetization(mt, grid, model.Ms)
+    return mt, model
+
+
+def energy(m, grid: Grid, material: Material, external_field=None, bias_field=None) -> dict:
+    """Micromagnetic energy of a magnetization state, per term.
+
+    Parameters
+    ----------
+    m : array or tensor, ``(nz, ny, nx, 3)`` or ``(B, nz, ny, nx, 3)``
+        Unit magnetization.
+    grid : Grid
+    material : Material
+    external_field, bias_field : optional
+        H in A/m, a 3-vector or a ``(nz, ny, nx, 3)`` map.
+
+    Returns
+    -------
+    dict with keys ``"exchange", "dmi", "anisotropy", "zeeman", "demag", "total"``: energies in J,
+    floats (numpy input) or 0-d tensors (tensor input); ``(B,)`` arrays/tensors for a batch.
+    """
+    mt, model = _prepare(m, grid, material, external_field, bias_field)
+    out = model.energies(mt)
+    if isinstance(m, torch.Tensor):
+        return out
+    return {k: (float(v) if v.ndim == 0 else v.detach().cpu().numpy()) for k, v in out.items()}
+
+
+def effective_field(m, grid: Grid, material: Material, external_field=None, bias_field=None):
+    """Total effective field of all terms (A/m), the same shape and kind as ``m``.
+
+    See ``energy`` for the arguments. ``H_eff = -1 / (mu0 Ms V) dE/dm``; 0 in vacuum cells.
+    """
+    mt, model = _prepare(m, grid, material, external_field, bias_field)
+    return like_input(model.field(mt), m)
