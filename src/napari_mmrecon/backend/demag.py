@@ -135,7 +135,8 @@ def kernel_fft(grid: Grid) -> dict:
                               grid.pbc_images, grid.device, grid.dtype)
 
 
-def _times_i(z: torch.Tensor) -> torch.Tensor:
+def times_i(z: torch.Tensor) -> torch.Tensor:
+    """``i z`` for a complex tensor, without forming a complex constant."""
     return torch.complex(-z.imag, z.real)
 
 
@@ -185,10 +186,10 @@ class DemagField:
             for j in range(nz):
                 k = i - j + nz - 1
                 ax = ax + mx[..., j, :, :] * K["xx"][k] + my[..., j, :, :] * K["xy"][k] \
-                    + _times_i(mz[..., j, :, :] * K["xz"][k])
+                    + times_i(mz[..., j, :, :] * K["xz"][k])
                 ay = ay + mx[..., j, :, :] * K["xy"][k] + my[..., j, :, :] * K["yy"][k] \
-                    + _times_i(mz[..., j, :, :] * K["yz"][k])
-                az = az + _times_i(mx[..., j, :, :] * K["xz"][k] + my[..., j, :, :] * K["yz"][k]) \
+                    + times_i(mz[..., j, :, :] * K["yz"][k])
+                az = az + times_i(mx[..., j, :, :] * K["xz"][k] + my[..., j, :, :] * K["yz"][k]) \
                     + mz[..., j, :, :] * K["zz"][k]
             hx.append(ax)
             hy.append(ay)

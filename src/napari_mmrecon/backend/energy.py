@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .arrays import batch_size, check_magnetization, check_vector_field, like_input, to_tensor
+from .fused import FusedLinearField, fusable
 from .grid import Grid, Material
 from .terms import (
     DemagTerm,
@@ -62,9 +63,21 @@ class EnergyModel:
             "demag": True,
         }
         self.terms: list[Term] = [candidates[n]() for n in TERM_NAMES if n in terms and needed[n]]
+        linear = {t.name for t in self.terms} - {"zeeman"}
+        uniform = {"A": p["A"], "D": p["D"], "Ku": p["Ku"]}
+        self.fused = None
+        if linear and fusable(grid, self.Ms, uniform):
+            self.fused = FusedLinearField(grid, self.Ms, p["A"], p["D"], p["Ku"], material.Ku_axis, linear)
+        self.zeeman = next((t for t in self.terms if t.name == "zeeman"), None)
 
     def field(self, m: torch.Tensor) -> torch.Tensor:
-        """Total effective field (A/m), ``(..., nz, ny, nx, 3)``; 0 in vacuum cells."""
+        """Total effective field (A/m), ``(..., nz, ny, nx, 3)``; 0 in vacuum cells.
+
+        Uniform single-layer films take the fused path (``fused.FusedLinearField``).
+        """
+        if self.fused is not None:
+            h = self.fused.field(m)
+            return h if self.zeeman is None else h + self.zeeman.h
         h = self.terms[0].field(m)
         for term in self.terms[1:]:
             h = h + term.field(m)
