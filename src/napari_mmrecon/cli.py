@@ -55,6 +55,64 @@ def _demo(args) -> int:
     return 0
 
 
+def _material(args):
+    from .backend import Material
+
+    return Material(Ms=args.Ms, A=args.A, Ku=args.Ku, D=args.D, alpha=args.alpha)
+
+
+def _starting_state(args, grid):
+    from .backend import textures
+    from .io import read_ovf
+
+    if args.input:
+        m, file_grid = read_ovf(args.input)
+        if m.ndim != 4 or m.shape[-1] != 3:
+            raise ValueError(f"{args.input} holds a field with {m.shape[-1] if m.ndim == 4 else 1} components; "
+                             "a magnetization needs 3")
+        return m, file_grid
+    if args.texture == "skyrmion":
+        return textures.skyrmion(grid, radius=args.radius), grid
+    if args.texture == "lattice":
+        return textures.skyrmion_lattice(grid, spacing=args.spacing, radius=args.radius), grid
+    if args.texture == "stripes":
+        return textures.stripes(grid, period=args.spacing), grid
+    return textures.random(grid, seed=args.seed), grid
+
+
+def _relax(args) -> int:
+    from tqdm import tqdm
+
+    from .backend import Grid, relax
+    from .io import write_ovf
+
+    grid = Grid(nx=args.n, ny=args.n, nz=1, dx=args.cell, dy=args.cell, dz=args.thickness)
+    m0, grid = _starting_state(args, grid)
+    mat = _material(args)
+    with tqdm(desc="relax", unit="it", disable=args.quiet) as bar:
+        def progress(iteration, torque, energy):
+            bar.n = iteration
+            bar.set_postfix(torque=f"{torque:.2e}", energy=f"{energy:.4e} J", refresh=False)
+            bar.refresh()
+
+        m, info = relax(m0, grid, mat, external_field=[0.0, 0.0, args.field], tol=args.tol, return_info=True,
+                        progress=progress)
+    write_ovf(args.output, m, grid, title="m", desc=[f"relaxed by mmrecon: {mat}", f"{info}"])
+    state = "converged" if info.converged else "NOT converged"
+    print(f"{state} after {info.iterations} iterations ({info.wall_time:.2f} s), max torque {info.max_torque:.2e}, "
+          f"energy {info.energy:.6e} J -> {args.output}")
+    return 0 if info.converged else 1
+
+
+def _add_material_arguments(parser):
+    parser.add_argument("--Ms", type=float, default=5.8e5, help="saturation magnetization (A/m)")
+    parser.add_argument("--A", type=float, default=1.5e-11, help="exchange stiffness (J/m)")
+    parser.add_argument("--Ku", type=float, default=8e5, help="uniaxial anisotropy along z (J/m^3)")
+    parser.add_argument("--D", type=float, default=3e-3, help="interfacial DMI (J/m^2)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="Gilbert damping")
+    parser.add_argument("--field", type=float, default=0.0, help="external field along z (A/m)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmrecon", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--float32", action="store_true", help="single precision")
     demo.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     demo.set_defaults(func=_demo)
+
+    rel = sub.add_parser("relax", help="relax a texture or an OVF file to equilibrium and write OVF 2.0")
+    rel.add_argument("input", nargs="?", help="OVF file with a starting magnetization (else --texture)")
+    rel.add_argument("-o", "--output", default="relaxed.ovf", help="output OVF file (default relaxed.ovf)")
+    rel.add_argument("--texture", choices=("skyrmion", "lattice", "stripes", "random"), default="skyrmion")
+    rel.add_argument("--n", type=int, default=64, help="cells per side for a texture (default 64)")
+    rel.add_argument("--cell", type=float, default=1e-9, help="in-plane cell size (m)")
+    rel.add_argument("--thickness", type=float, default=1e-9, help="film thickness (m)")
+    rel.add_argument("--radius", type=float, default=8e-9, help="skyrmion radius (m)")
+    rel.add_argument("--spacing", type=float, default=30e-9, help="lattice spacing / stripe period (m)")
+    rel.add_argument("--seed", type=int, default=0)
+    rel.add_argument("--tol", type=float, default=1e-4, help="stop at max |m x H|/Ms below this")
+    rel.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_material_arguments(rel)
+    rel.set_defaults(func=_relax)
     return parser
 
 
@@ -72,7 +145,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"mmrecon: error: {err}", file=sys.stderr)
         return 2
 
