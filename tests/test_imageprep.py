@@ -1,0 +1,64 @@
+"""Levelling, background removal and resampling of measured images."""
+
+import numpy as np
+import pytest
+
+from napari_mmrecon.backend import imageprep as ip
+
+RNG = np.random.default_rng(3)
+SIGNAL = RNG.standard_normal((40, 50))
+
+
+def test_plane_level_removes_a_tilted_plane_exactly():
+    y, x = np.mgrid[0:40, 0:50]
+    levelled = ip.plane_level(SIGNAL + 3.0 + 0.2 * x - 0.7 * y)
+    np.testing.assert_allclose(levelled, ip.plane_level(SIGNAL), atol=1e-12)
+    assert abs(levelled.mean()) < 1e-12
+
+
+def test_plane_level_on_masked_background():
+    y, x = np.mgrid[0:40, 0:50]
+    image = np.where((x > 20) & (x < 30), 5.0, 0.0) + 0.1 * x + 2.0
+    levelled = ip.plane_level(image, mask=~((x > 20) & (x < 30)))
+    np.testing.assert_allclose(levelled, np.where((x > 20) & (x < 30), 5.0, 0.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_line_level_removes_per_line_offsets_and_slopes(order):
+    offsets = RNG.standard_normal((40, 1)) * 10
+    slopes = RNG.standard_normal((40, 1)) * (order == 1)
+    x = np.arange(50)[None, :]
+    clean = ip.line_level(SIGNAL, order)
+    np.testing.assert_allclose(ip.line_level(SIGNAL + offsets + slopes * x, order), clean, atol=1e-10)
+    np.testing.assert_allclose(ip.line_level((SIGNAL + offsets).T, order, axis=0).T, ip.line_level(SIGNAL, order),
+                               atol=1e-10)
+
+
+def test_remove_background_keeps_small_features():
+    y, x = np.mgrid[0:64, 0:64] * 1e-9
+    bump = np.exp(-((x - 32e-9) ** 2 + (y - 32e-9) ** 2) / (2 * (2e-9) ** 2))
+    background = 3 + np.sin(x / 200e-9)
+    out = ip.remove_background(bump + background, 1e-9, length=15e-9)
+    assert abs(out[32, 32] - 1.0) < 0.05 and np.abs(out[:10, :10]).max() < 0.05
+
+
+def test_resample_smooth_function_to_coarser_pixels():
+    dy = dx = 1e-9
+    y, x = (np.mgrid[0:64, 0:64] + 0.5) * 1e-9
+    image = np.sin(2 * np.pi * x / 64e-9) * np.cos(2 * np.pi * y / 64e-9)
+    out = ip.resample(image, (dy, dx), 2e-9)
+    assert out.shape == (32, 32)
+    yc, xc = (np.mgrid[0:32, 0:32] + 0.5) * 2e-9
+    np.testing.assert_allclose(out, np.sin(2 * np.pi * xc / 64e-9) * np.cos(2 * np.pi * yc / 64e-9), atol=0.03)
+
+
+def test_crop_and_errors():
+    assert ip.crop(SIGNAL, (5e-9, 10e-9), (10e-9, 20e-9), 1e-9).shape == (10, 20)
+    with pytest.raises(ValueError, match="outside the image"):
+        ip.crop(SIGNAL, (35e-9, 0), (10e-9, 10e-9), 1e-9)
+    with pytest.raises(ValueError, match="pixel_size is missing"):
+        ip.remove_background(SIGNAL, None, 1e-9)
+    with pytest.raises(ValueError, match="image contains NaN"):
+        ip.plane_level(np.full((3, 3), np.nan))
+    with pytest.raises(ValueError, match=r"image must be a 2-D array"):
+        ip.line_level(np.zeros(5))
