@@ -6,12 +6,22 @@ import napari_mmrecon as mm
 from napari_mmrecon.cli import main
 
 
-def test_demo_prints_demag_factors(capsys):
-    assert main(["demo", "--n", "32"]) == 0
-    out = capsys.readouterr().out
-    nzz = float(out.split("Nzz =")[1].split()[0])
+def test_demo_writes_relaxed_state_stray_field_and_mfm(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--n", "48", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    nzz = float(text.split("Nzz =")[1].split()[0])
     assert 0.8 < nzz < 1.0
-    assert "effective field of all terms" in out
+    m, grid = mm.read_ovf(out / "m_relaxed.ovf")
+    assert m.shape == (1, 48, 48, 3) and grid.dx == 2e-9
+    hz, pixel, meta = mm.read_tiff(out / "Hz_top_10nm.tif")
+    assert hz.shape == (48, 48) and np.allclose(pixel, (2e-9, 2e-9), rtol=1e-6)
+    assert meta["value_unit"] == "A/m" and meta["Ms"] == 5.8e5
+    # the stray field in the file is the one of the relaxed state
+    expected = mm.stray_field(m, grid, 5.8e5, 10e-9, side="top")[..., 2]
+    np.testing.assert_allclose(hz, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    assert mm.read_tiff(out / "mfm_top_20nm.tif")[2]["value_unit"] == "Hz"
+    assert (out / "demo.png").stat().st_size > 10_000
 
 
 def test_relax_texture_then_relax_its_file(tmp_path):

@@ -11,3 +11,18 @@ __all__ += ["GAMMA", "LLGResult", "RelaxInfo", "llg", "minimize", "relax"]
 from .analysis import skyrmion_radius
 
 __all__ += ["skyrmion_radius"]
+from .stray import StrayFieldMeasurement, stray_field, stray_field_projection
+from .mfm import (
+    Cantilever,
+    MFMMeasurement,
+    PointDipoleTip,
+    PointMonopoleTip,
+    add_noise,
+    frequency_shift_from_phase,
+    mfm_frequency_shift,
+    phase_from_frequency_shift,
+)
+
+__all__ += ["Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "StrayFieldMeasurement",
+            "add_noise", "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
+            "stray_field", "stray_field_projection"]
