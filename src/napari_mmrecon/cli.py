@@ -1,191 +1,298 @@
-"""The ``mmrecon`` console script: the same backend as the napari widgets, from a shell."""
+"""The ``mmrecon`` console script: the same backend as the napari widgets, from a shell.
+
+Every subcommand is a pair: ``_add_<name>(subparsers)`` declares its arguments and
+``_<name>(args) -> exit code`` runs it (``demo``, ``simulate``, ``relax``; a ``fit`` subcommand
+is added the same way). Long steps are ``jobs`` generators driven under a tqdm progress bar.
+Units on the command line are SI (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
+DEMO_HEIGHTS = (10e-9, 20e-9)
+DEFAULT_MATERIAL = {"Ms": 5.8e5, "A": 1.5e-11, "Ku": 8e5, "D": 3e-3, "alpha": 0.5}
 
-def _demo(args) -> int:
-    """The main job on built-in sample data: relax a skyrmion lattice, simulate what an MFM and a
-    stray-field sensor would see above and below it, and write OVF, TIFF and a PNG figure."""
-    from pathlib import Path
 
-    import torch
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def _run_with_bar(job, description: str, quiet: bool):
+    """Drive a ``jobs`` generator to its end under a progress bar; return its result."""
     from tqdm import tqdm
 
-    from . import backend as mm
-    from .io import write_ovf, write_tiff
+    from . import jobs
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float32 if args.float32 else torch.float64
-    grid = mm.Grid(nx=args.n, ny=args.n, nz=1, dx=2e-9, dy=2e-9, dz=1e-9, device=args.device, dtype=dtype)
-    mat = mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3, alpha=0.3)
-    print(f"napari-mmrecon demo: {grid.nz}x{grid.ny}x{grid.nx} film, cells {grid.dx * 1e9:g} x "
-          f"{grid.dy * 1e9:g} x {grid.dz * 1e9:g} nm, {grid.device}, {str(dtype).replace('torch.', '')}")
-    print(f"material: Ms={mat.Ms:g} A/m  A={mat.A:g} J/m  Ku={mat.Ku:g} J/m^3  D={mat.D:g} J/m^2")
-
-    probe = mm.Material(Ms=1.0, A=0.0)
-    factors = []
-    for direction in ((1, 0, 0), (0, 1, 0), (0, 0, 1)):
-        h = mm.effective_field(mm.textures.uniform(grid, direction), grid, probe)
-        factors.append(-h.reshape(-1, 3).mean(0)[np.argmax(direction)])
-    print("demag factors of the film: Nxx = {:.5f}  Nyy = {:.5f}  Nzz = {:.5f}".format(*factors))
-
-    m0 = mm.textures.skyrmion_lattice(grid, spacing=args.spacing, radius=args.spacing / 4)
-    with tqdm(desc="relax skyrmion lattice", unit="it", disable=args.quiet) as bar:
-        def progress(iteration, torque, energy):
-            bar.n = iteration
-            bar.set_postfix(torque=f"{torque:.1e}", refresh=False)
+    with tqdm(total=1000, desc=description, disable=quiet, bar_format="{l_bar}{bar}| {elapsed} {postfix}") as bar:
+        def on_progress(progress):
+            bar.total = progress.maximum or bar.total
+            bar.n = progress.value
+            bar.set_postfix_str(progress.text, refresh=False)
             bar.refresh()
 
-        m, info = mm.relax(m0, grid, mat, return_info=True, progress=progress)
-    E = mm.energy(m, grid, mat)
-    print(f"relaxed in {info.iterations} iterations ({info.wall_time:.1f} s), max torque {info.max_torque:.1e}; "
-          "energies (J): " + "  ".join(f"{k} {E[k]:.4e}" for k in mm.TERM_NAMES + ("total",)))
-
-    heights = [10e-9, 20e-9]
-    images = {}
-    for side in ("top", "bottom"):
-        H = mm.stray_field(m, grid, mat.Ms, heights, side=side)  # (2, ny, nx, 3) A/m
-        for h, plane in zip(heights, H):
-            images[f"Hz_{side}_{h * 1e9:.0f}nm"] = plane[..., 2]
-    tip, cantilever = mm.PointDipoleTip(moment=1e-16), mm.Cantilever(k=3.0, f0=75e3, Q=200)
-    images["mfm_top_20nm"] = mm.mfm_frequency_shift(m, grid, mat.Ms, 20e-9, side="top", tip=tip,
-                                                    cantilever=cantilever)
-
-    pixel = (grid.dy, grid.dx)
-    params = {"Ms": mat.Ms, "A": mat.A, "Ku": mat.Ku, "D": mat.D, "grid": [grid.nz, grid.ny, grid.nx],
-              "cell_m": [grid.dx, grid.dy, grid.dz]}
-    write_ovf(out / "m_relaxed.ovf", m, grid, title="m", desc=["relaxed Neel skyrmion lattice (mmrecon demo)"])
-    for name, image in images.items():
-        unit = "Hz" if name.startswith("mfm") else "A/m"
-        write_tiff(out / f"{name}.tif", image, pixel, metadata=dict(params, quantity=name, value_unit=unit))
-    _demo_figure(out / "demo.png", m, images, grid)
-    print(f"wrote {len(images) + 2} files to {out.resolve()}: m_relaxed.ovf, "
-          + ", ".join(f"{k}.tif" for k in images) + ", demo.png")
-    return 0
+        return jobs.run(job, on_progress)
 
 
-def _demo_figure(path, m, images, grid):
-    """PNG: m_z, the stray field at 10 nm on both sides and the MFM image, in nm coordinates."""
+def _starting_state(args):
+    """``(m, grid, material_known, name)`` from ``args.input`` (OVF) or ``args.texture`` on a grid
+    (``ValueError`` for a grid larger than ``simulation.MAX_CELLS``)."""
+    from .backend import Grid
+    from .io import read_ovf
+    from .layers import magnetization_from_field
+    from .simulation import check_grid_size, texture
+
+    if args.input:
+        field, grid, header = read_ovf(args.input, return_header=True)
+        try:
+            m, known = magnetization_from_field(field, header)
+        except ValueError as exc:
+            raise ValueError(f"{args.input}: {exc}") from None
+        return m, check_grid_size(grid), known, Path(args.input).stem
+    grid = Grid(nx=args.n, ny=args.n, nz=1, dx=args.cell, dy=args.cell, dz=args.thickness, device=args.device)
+    m = texture(args.texture, check_grid_size(grid), radius=args.radius, spacing=args.spacing, seed=args.seed)
+    return m, grid, {}, args.texture
+
+
+def _material(args, known: dict):
+    """Material from the command line, else from the input file, else ``DEFAULT_MATERIAL``."""
+    from .backend import Material
+
+    given = {key: getattr(args, key) for key in DEFAULT_MATERIAL if getattr(args, key) is not None}
+    scalars = {k: v for k, v in known.items() if k in DEFAULT_MATERIAL}
+    return Material(**{**DEFAULT_MATERIAL, **scalars, **given})
+
+
+def _write_results(out: Path, result, source: str, ovf_name: str) -> list[str]:
+    """OVF of the state, one TIFF per image (pixel size and metadata), ``figure.png``."""
+    from . import layers as layer_data
+    from .io import write_ovf, write_tiff
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [ovf_name]
+    write_ovf(out / ovf_name, result.m, result.grid, title="m",
+              desc=[f"mmrecon: {source}"] + layer_data.ovf_description(layer_data.material_to_dict(result.material)))
+    for image, (_, kwargs, _) in zip(result.images, layer_data.simulation_layers(result, source=source)):
+        meta = layer_data.json_metadata(kwargs["metadata"][layer_data.METADATA_KEY])
+        write_tiff(out / f"{image.file_stem}.tif", image.data, (result.grid.dy, result.grid.dx),
+                   metadata={**meta, "name": image.name})
+        written.append(f"{image.file_stem}.tif")
+    _figure(out / "figure.png", result)
+    return written + ["figure.png"]
+
+
+def _figure(path: Path, result, columns: int = 3) -> None:
+    """PNG: m_z of the first layer and every image, in nm, centred diverging colours."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("m_z", m[0, :, :, 2], "1")] + [(k, v, "Hz" if k.startswith("mfm") else "A/m")
-                                               for k, v in images.items() if "20nm" not in k or k.startswith("mfm")]
+    from .simulation import LABELS
+
+    grid = result.grid
+    panels = [("m_z", result.m[0, :, :, 2], "")] + [
+        (f"{LABELS.get(i.quantity, i.quantity)}, {i.side} {i.height * 1e9:g} nm", i.data, i.unit)
+        for i in result.images]
+    rows = -(-len(panels) // columns)
     extent = (0, grid.nx * grid.dx * 1e9, 0, grid.ny * grid.dy * 1e9)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), constrained_layout=True)
-    for ax, (title, image, unit) in zip(axes, panels):
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.5 * rows), constrained_layout=True,
+                             squeeze=False)
+    for ax, (title, image, unit) in zip(axes.flat, panels):
         limit = float(np.abs(image).max()) or 1.0
         shown = ax.imshow(image, origin="lower", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(title)
         ax.set_xlabel("x (nm)")
-        fig.colorbar(shown, ax=ax, label=unit, shrink=0.8)
-    axes[0].set_ylabel("y (nm)")
-    fig.savefig(path, dpi=90)
+        ax.set_ylabel("y (nm)")
+        fig.colorbar(shown, ax=ax, label=unit, shrink=0.85)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def _material(args):
-    from .backend import Material
+def _probe(args):
+    from .backend import Cantilever, PointDipoleTip, PointMonopoleTip
+    from .simulation import Probe
 
-    return Material(Ms=args.Ms, A=args.A, Ku=args.Ku, D=args.D, alpha=args.alpha)
+    tip = PointDipoleTip(moment=args.tip_moment) if args.tip == "dipole" else PointMonopoleTip(charge=args.tip_charge)
+    sides = ("top", "bottom") if args.side == "both" else (args.side,)
+    return Probe(heights=tuple(args.heights), sides=sides, outputs=tuple(args.outputs), tip=tip,
+                 cantilever=Cantilever(k=args.k, f0=args.f0, Q=args.Q))
 
 
-def _starting_state(args, grid):
-    from .backend import textures
-    from .io import read_ovf
+def _summary(result) -> str:
+    info = result.relax_info
+    relaxed = ("" if info is None else f"relaxed: {'converged' if info.converged else 'NOT converged'} after "
+               f"{info.iterations} iterations, max torque {info.max_torque:.1e}; ")
+    peaks = ", ".join(f"{i.name}: {np.abs(i.data).max():.3g} {i.unit}" for i in result.images[:4])
+    return f"{relaxed}largest |value| {peaks}{', ...' if len(result.images) > 4 else ''}"
 
-    if args.input:
-        m, file_grid = read_ovf(args.input)
-        if m.ndim != 4 or m.shape[-1] != 3:
-            raise ValueError(f"{args.input} holds a field with {m.shape[-1] if m.ndim == 4 else 1} components; "
-                             "a magnetization needs 3")
-        return m, file_grid
-    if args.texture == "skyrmion":
-        return textures.skyrmion(grid, radius=args.radius), grid
-    if args.texture == "lattice":
-        return textures.skyrmion_lattice(grid, spacing=args.spacing, radius=args.radius), grid
-    if args.texture == "stripes":
-        return textures.stripes(grid, period=args.spacing), grid
-    return textures.random(grid, seed=args.seed), grid
+
+def _set_threads(args) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _demo(args) -> int:
+    """The main job on the bundled sample: check the relaxed skyrmion lattice is an equilibrium,
+    simulate its stray field and MFM image at 10 and 20 nm on both sides, write OVF, TIFF, PNG."""
+    from ._sample_data import load_state
+    from .simulation import Probe, Relaxation, simulate
+
+    _set_threads(args)
+    m, grid, material = load_state("skyrmion_lattice")
+    print(f"napari-mmrecon demo: bundled relaxed Neel skyrmion lattice, {grid.ny} x {grid.nx} x {grid.nz} cells "
+          f"of {grid.dx * 1e9:g} x {grid.dy * 1e9:g} x {grid.dz * 1e9:g} nm; Ms = {material.Ms:g} A/m, "
+          f"A = {material.A:g} J/m, Ku = {material.Ku:g} J/m^3, D = {material.D:g} J/m^2")
+    probe = Probe(heights=DEMO_HEIGHTS, sides=("top", "bottom"), outputs=("Hz", "frequency_shift"))
+    result = _run_with_bar(simulate(m, grid, material, probe, Relaxation()), "demo", args.quiet)
+    print(_summary(result))
+    out = Path(args.out)
+    written = _write_results(out, result, "mmrecon demo: bundled skyrmion lattice", "m_relaxed.ovf")
+    print(f"wrote {len(written)} files to {out.resolve()}: {', '.join(written)}")
+    return 0
+
+
+def _add_demo(sub) -> None:
+    demo = sub.add_parser("demo", help="simulate the stray field and MFM image of the bundled skyrmion lattice "
+                                       "and write OVF / TIFF / PNG (no arguments needed)")
+    demo.add_argument("--out", default="mmrecon-demo", help="output folder (default ./mmrecon-demo)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    demo.set_defaults(func=_demo)
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+def _simulate(args) -> int:
+    """Texture or OVF in; stray-field / MFM TIFFs, the state as OVF and a PNG figure out."""
+    from .simulation import Relaxation, simulate
+
+    _set_threads(args)
+    m, grid, known, name = _starting_state(args)
+    material = _material(args, known)
+    relaxation = Relaxation(tol=args.tol, external_field=(0.0, 0.0, args.field)) if args.relax else None
+    result = _run_with_bar(simulate(m, grid, material, _probe(args), relaxation), "simulate", args.quiet)
+    print(_summary(result))
+    out = Path(args.out)
+    ovf = "m_relaxed.ovf" if args.relax else "m.ovf"
+    written = _write_results(out, result, f"mmrecon simulate: {name}{' relaxed' if args.relax else ''}", ovf)
+    print(f"wrote {len(written)} files to {out.resolve()}: {', '.join(written)}")
+    return 0
+
+
+def _add_simulate(sub) -> None:
+    from .simulation import OUTPUTS
+
+    sim = sub.add_parser("simulate", help="stray field / MFM images (TIFF, PNG) of a texture or an OVF file")
+    _add_state_arguments(sim)
+    _add_material_arguments(sim)
+    sim.add_argument("--relax", action="store_true", help="relax the state first")
+    sim.add_argument("--tol", type=float, default=1e-4, help="relaxation stop: max |m x H|/Ms")
+    sim.add_argument("--heights", type=float, nargs="+", default=[10e-9, 20e-9], help="heights (m)")
+    sim.add_argument("--side", choices=("top", "bottom", "both"), default="top")
+    sim.add_argument("--outputs", nargs="+", choices=OUTPUTS, default=["Hz", "frequency_shift"],
+                     help="images to compute (default Hz frequency_shift)")
+    sim.add_argument("--tip", choices=("dipole", "monopole"), default="dipole", help="MFM tip model")
+    sim.add_argument("--tip-moment", type=float, default=1e-16, help="dipole tip moment (A m^2)")
+    sim.add_argument("--tip-charge", type=float, default=1e-9, help="monopole tip charge (A m)")
+    sim.add_argument("--k", type=float, default=3.0, help="cantilever spring constant (N/m)")
+    sim.add_argument("--f0", type=float, default=75e3, help="cantilever resonance (Hz)")
+    sim.add_argument("--Q", type=float, default=200.0, help="cantilever quality factor")
+    sim.add_argument("-o", "--out", default="mmrecon-simulate", help="output folder (default ./mmrecon-simulate)")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    sim.set_defaults(func=_simulate)
+
+
+# ----------------------------------------------------------------------------- relax
 
 
 def _relax(args) -> int:
-    from tqdm import tqdm
+    """Relax a texture or an OVF file and write the equilibrium as OVF 2.0."""
+    import threading
 
-    from .backend import Grid, relax
+    from . import layers as layer_data
+    from .backend import relax
     from .io import write_ovf
+    from .jobs import relay
+    from .simulation import relax_progress
 
-    grid = Grid(nx=args.n, ny=args.n, nz=1, dx=args.cell, dy=args.cell, dz=args.thickness)
-    m0, grid = _starting_state(args, grid)
-    mat = _material(args)
-    with tqdm(desc="relax", unit="it", disable=args.quiet) as bar:
-        def progress(iteration, torque, energy):
-            bar.n = iteration
-            bar.set_postfix(torque=f"{torque:.2e}", energy=f"{energy:.4e} J", refresh=False)
-            bar.refresh()
+    m0, grid, known, _ = _starting_state(args)
+    material = _material(args, known)
+    cancel = threading.Event()
 
-        m, info = relax(m0, grid, mat, external_field=[0.0, 0.0, args.field], tol=args.tol, return_info=True,
-                        progress=progress)
-    write_ovf(args.output, m, grid, title="m", desc=[f"relaxed by mmrecon: {mat}", f"{info}"])
+    def call(report):
+        return relax(m0, grid, material, external_field=[0.0, 0.0, args.field], tol=args.tol, return_info=True,
+                     progress=report, cancel=cancel)
+
+    m, info = _run_with_bar(relay(call, relax_progress(args.tol), cancel), "relax", args.quiet)
+    write_ovf(args.output, m, grid, title="m", desc=[f"relaxed by mmrecon: {info}"]
+              + layer_data.ovf_description(layer_data.material_to_dict(material)))
     state = "converged" if info.converged else "NOT converged"
     print(f"{state} after {info.iterations} iterations ({info.wall_time:.2f} s), max torque {info.max_torque:.2e}, "
           f"energy {info.energy:.6e} J -> {args.output}")
     return 0 if info.converged else 1
 
 
-def _add_material_arguments(parser):
-    parser.add_argument("--Ms", type=float, default=5.8e5, help="saturation magnetization (A/m)")
-    parser.add_argument("--A", type=float, default=1.5e-11, help="exchange stiffness (J/m)")
-    parser.add_argument("--Ku", type=float, default=8e5, help="uniaxial anisotropy along z (J/m^3)")
-    parser.add_argument("--D", type=float, default=3e-3, help="interfacial DMI (J/m^2)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="Gilbert damping")
+def _add_relax(sub) -> None:
+    rel = sub.add_parser("relax", help="relax a texture or an OVF file to equilibrium and write OVF 2.0")
+    _add_state_arguments(rel)
+    _add_material_arguments(rel)
+    rel.add_argument("-o", "--output", default="relaxed.ovf", help="output OVF file (default relaxed.ovf)")
+    rel.add_argument("--tol", type=float, default=1e-4, help="stop at max |m x H|/Ms below this")
+    rel.add_argument("--quiet", action="store_true", help="no progress bar")
+    rel.set_defaults(func=_relax)
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _add_state_arguments(parser) -> None:
+    from .simulation import TEXTURES
+
+    parser.add_argument("input", nargs="?", help="OVF file with a starting magnetization (else --texture)")
+    parser.add_argument("--texture", choices=TEXTURES, default="skyrmion", help="preset (default skyrmion)")
+    parser.add_argument("--n", type=int, default=64, help="cells per side for a texture (default 64)")
+    parser.add_argument("--cell", type=float, default=1e-9, help="in-plane cell size (m)")
+    parser.add_argument("--thickness", type=float, default=1e-9, help="film thickness (m)")
+    parser.add_argument("--radius", type=float, default=8e-9, help="skyrmion radius (m)")
+    parser.add_argument("--spacing", type=float, default=30e-9,
+                        help="lattice spacing / stripe and labyrinth period (m)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+
+
+def _add_material_arguments(parser) -> None:
+    """Material flags default to None: then the input file's values, else ``DEFAULT_MATERIAL``."""
+    parser.add_argument("--Ms", type=float, help="saturation magnetization (A/m, default 5.8e5)")
+    parser.add_argument("--A", type=float, help="exchange stiffness (J/m, default 1.5e-11)")
+    parser.add_argument("--Ku", type=float, help="uniaxial anisotropy along z (J/m^3, default 8e5)")
+    parser.add_argument("--D", type=float, help="interfacial DMI (J/m^2, default 3e-3)")
+    parser.add_argument("--alpha", type=float, help="Gilbert damping (default 0.5)")
     parser.add_argument("--field", type=float, default=0.0, help="external field along z (A/m)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmrecon", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mmrecon", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="relax a skyrmion lattice, simulate its stray field and MFM image, "
-                                       "write OVF / TIFF / PNG")
-    demo.add_argument("--n", type=int, default=128, help="cells per in-plane side (default 128, 2 nm cells)")
-    demo.add_argument("--spacing", type=float, default=40e-9, help="lattice spacing (m)")
-    demo.add_argument("--out", default="mmrecon-demo", help="output folder (default ./mmrecon-demo)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    demo.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    demo.add_argument("--float32", action="store_true", help="single precision")
-    demo.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
-    demo.set_defaults(func=_demo)
-
-    rel = sub.add_parser("relax", help="relax a texture or an OVF file to equilibrium and write OVF 2.0")
-    rel.add_argument("input", nargs="?", help="OVF file with a starting magnetization (else --texture)")
-    rel.add_argument("-o", "--output", default="relaxed.ovf", help="output OVF file (default relaxed.ovf)")
-    rel.add_argument("--texture", choices=("skyrmion", "lattice", "stripes", "random"), default="skyrmion")
-    rel.add_argument("--n", type=int, default=64, help="cells per side for a texture (default 64)")
-    rel.add_argument("--cell", type=float, default=1e-9, help="in-plane cell size (m)")
-    rel.add_argument("--thickness", type=float, default=1e-9, help="film thickness (m)")
-    rel.add_argument("--radius", type=float, default=8e-9, help="skyrmion radius (m)")
-    rel.add_argument("--spacing", type=float, default=30e-9, help="lattice spacing / stripe period (m)")
-    rel.add_argument("--seed", type=int, default=0)
-    rel.add_argument("--tol", type=float, default=1e-4, help="stop at max |m x H|/Ms below this")
-    rel.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_material_arguments(rel)
-    rel.set_defaults(func=_relax)
+    for add in (_add_demo, _add_simulate, _add_relax):
+        add(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``mmrecon`` console script."""
+    """Entry point of the ``mmrecon`` console script; errors are one-line messages, exit code 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,98 @@
+"""npe2 reader: OVF files open as magnetization layers, TIFF images with their physical pixel size.
+
+- ``.ovf`` / ``.omf`` with 3 components in A/m or without unit: an mz Image and an arrows
+  Vectors layer (``layers.magnetization_layers``); unit vectors are taken as ``m``, other
+  lengths as ``M = Ms m`` (OOMMF), whose ``Ms`` goes to the layer's material.
+- other OVF fields (a scalar, or a vector in T): one Image layer per component.
+- ``.tif`` / ``.tiff``: an Image layer in nm if the file declares its pixel size (ImageJ unit or
+  resolution unit), with the metadata ``write_tiff`` stored; otherwise in pixels.
+
+A file that cannot be read gives an error notification naming the file and the problem, and no
+layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.utils.notifications import show_error
+
+from . import layers as layer_data
+from .io import read_ovf, read_tiff
+
+OVF_SUFFIXES = (".ovf", ".omf", ".ohf")
+TIFF_SUFFIXES = (".tif", ".tiff")
+MAGNETIZATION_UNITS = ("", "1", "A/m")
+_RESTORED = ("schema", "kind", "quantity", "unit", "pixel_size", "source", "grid", "material")
+"""TIFF metadata keys that ``image_layer`` takes as arguments; the rest pass through."""
+
+
+def get_reader(path):
+    """The reader function for one OVF or TIFF path, else None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    suffix = Path(str(path)).suffix.lower()
+    if suffix in OVF_SUFFIXES:
+        return read_ovf_layers
+    if suffix in TIFF_SUFFIXES:
+        return read_tiff_layers
+    return None
+
+
+def _single(path) -> Path:
+    return Path(path[0] if isinstance(path, (list, tuple)) else path)
+
+
+def _or_notify(read, path) -> list:
+    """``read(path)``, or an error notification and napari's "no layers" sentinel."""
+    try:
+        return read(path)
+    except ValueError as exc:  # OVFError and TiffError are ValueErrors
+        show_error(f"napari-mmrecon cannot open {path.name}: {exc}")
+        return [(None,)]
+
+
+def read_ovf_layers(path) -> list:
+    """Layer data tuples of an OVF file (see the module docstring)."""
+    return _or_notify(_ovf_layers, _single(path))
+
+
+def read_tiff_layers(path) -> list:
+    """Layer data tuple of a TIFF image (see the module docstring)."""
+    return _or_notify(_tiff_layers, _single(path))
+
+
+def _ovf_layers(path: Path) -> list:
+    field, grid, header = read_ovf(path, return_header=True)
+    units = header.get("valueunits") or [header.get("valueunit", "")]
+    title = header.get("title") or path.stem
+    if field.ndim == 4 and field.shape[-1] == 3 and all(u in MAGNETIZATION_UNITS for u in units):
+        m, material = layer_data.magnetization_from_field(field, header)
+        return layer_data.magnetization_layers(m, grid, material, name=path.stem, source=str(path))
+    components = [field] if field.ndim == 3 else [field[..., i] for i in range(field.shape[-1])]
+    labels = header.get("valuelabels") or [f"{title}_{i}" for i in range(len(components))]
+    out = []
+    for index, values in enumerate(components):
+        data = values[0] if grid.nz == 1 else values
+        label = labels[index] if index < len(labels) else f"{title}_{index}"
+        unit = units[index] if index < len(units) else units[0]
+        out.append(layer_data.image_layer(data, (grid.dy, grid.dx), f"{path.stem} {label}", quantity=label,
+                                          unit=unit, grid=grid, source=str(path)))
+    return out
+
+
+def _tiff_layers(path: Path) -> list:
+    image, pixel, meta = read_tiff(path)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"{path}: expected a (ny, nx) image or an (n, ny, nx) stack, got shape {image.shape}")
+
+    def entry(key, kind):
+        return meta.get(key) if isinstance(meta.get(key), kind) else None
+
+    extra = {k: v for k, v in meta.items() if k not in _RESTORED + ("name",)}
+    return [layer_data.image_layer(image, pixel, entry("name", str) or path.stem,
+                                   quantity=entry("quantity", str) or "", unit=entry("unit", str) or "",
+                                   grid=entry("grid", dict), material=entry("material", dict), source=str(path),
+                                   **extra)]
