@@ -13,8 +13,8 @@ def test_lattice_sample_opens_with_fields_mfm_and_ground_truth(make_napari_viewe
     viewer.open_sample("napari-mmrecon", "skyrmion_lattice")
     assert [layer.name for layer in viewer.layers] == [
         "Hz top 10 nm", "Hz top 20 nm", "Hz bottom 10 nm", "Hz bottom 20 nm", "MFM df top 20 nm",
-        "skyrmion lattice (ground truth)", "skyrmion lattice (ground truth) arrows"]
-    m, grid, material = layer_data.read_magnetization(viewer.layers["skyrmion lattice (ground truth)"])
+        "m (truth)", "m (truth) arrows"]
+    m, grid, material = layer_data.read_magnetization(viewer.layers["m (truth)"])
     assert m.shape == (1, 128, 128, 3) and grid.dx == 2e-9 and material["D"] == 3e-3
     assert mm.skyrmion_radius(m, grid) > 5e-9  # a closed skyrmion survives relaxation
     for layer in viewer.layers[:5]:
@@ -33,7 +33,7 @@ def test_lattice_sample_opens_with_fields_mfm_and_ground_truth(make_napari_viewe
 def test_single_skyrmion_images_are_the_forward_model_of_the_bundled_state(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-mmrecon", "single_skyrmion")
-    m, grid, known = layer_data.read_magnetization(viewer.layers["skyrmion (ground truth) arrows"])
+    m, grid, known = layer_data.read_magnetization(viewer.layers["m (truth) arrows"])
     material = mm.Material(**known)
     fresh = _sample_data.simulate_probes(m, grid, material)
     shown = {layer.name: layer.data for layer in viewer.layers if layer.metadata["mmrecon"]["kind"] == "image"}

@@ -94,15 +94,19 @@ def test_magnetization_layer_gives_grid_and_material(simulator, qtbot, notes):
     material = mm.Material(Ms=4e5, A=1e-11, Ku=6e5, D=2e-3)
     for data, kwargs, kind in layer_data.magnetization_layers(m, grid, material, name="state"):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget.source.value = "layer"
+    viewer.add_image(np.zeros((4, 4)), name="plain")  # offered after the magnetization layers
+    assert [c.name for c in widget.layer.choices] == ["state", "state arrows", "plain"]
+    widget.source.value = "layer"  # picks the first magnetization layer and its material
+    assert widget.layer.value is viewer.layers["state"]
+    assert widget.material["Ms"].value == pytest.approx(400.0)  # kA/m
     widget.layer.value = viewer.layers["state arrows"]
-    assert widget.material["Ms"].value == pytest.approx(400.0)  # kA/m, filled from the layer
     assert widget.material["Ku"].value == pytest.approx(0.6)  # MJ/m^3
     widget.relax.value = False
     widget.heights.value = "15"
     click_and_wait(qtbot, widget.panel)
     assert errors(notes) == []
-    assert [layer.name for layer in viewer.layers] == ["state", "state arrows", "Hz top 15 nm", "MFM df top 15 nm"]
+    assert [layer.name for layer in viewer.layers] == ["state", "state arrows", "plain", "Hz top 15 nm",
+                                                       "MFM df top 15 nm"]
     hz = viewer.layers["Hz top 15 nm"]
     np.testing.assert_allclose(hz.scale, (2.0, 2.0))
     np.testing.assert_allclose(hz.translate, (1.0, 1.0))
@@ -164,6 +168,10 @@ def test_absurd_parameters_give_a_message_and_no_layer(simulator, qtbot, notes):
         assert len(errors(notes)) == 1 and message in errors(notes)[0], (field, errors(notes))
         assert not widget.panel.is_running and widget.panel.status.value.startswith("failed")
         target.value = good
+    notes.clear()
+    widget.source.value = "layer"  # with no layer in the viewer
+    click_and_wait(qtbot, widget.panel)
+    assert len(viewer.layers) == 0 and "no layer to simulate" in errors(notes)[0]
 
 
 def test_corrupt_ovf_file_is_named(simulator, qtbot, notes, tmp_path):
@@ -254,9 +262,18 @@ def test_layer_choices_follow_the_viewer(simulator):
     viewer, widget = simulator
     viewer.add_image(np.zeros((4, 4)), name="first")
     viewer.add_points([[1, 1]], name="points")  # not a magnetization
-    assert [c.name for c in widget.layer.choices if c is not None] == ["first"]
+    assert [c.name for c in widget.layer.choices] == ["first"]
     viewer.layers.remove("first")
-    assert [c for c in widget.layer.choices if c is not None] == []
+    assert widget.layer.choices == ()
+
+
+def test_plugin_menu_docks_the_simulator_in_a_scroll_area(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-mmrecon", "Stray field / MFM simulator")
+    assert isinstance(dock.form, SimulatorWidget) and dock.widget() is dock.form.native
+    assert dock.minimumSizeHint().width() > dock.form.native.minimumSizeHint().width()
+    viewer.add_image(np.zeros((4, 4)), name="later")  # napari refreshes the layer list through the dock
+    assert [c.name for c in dock.form.layer.choices] == ["later"]
 
 
 # ----------------------------------------------------------------------------- the runner alone

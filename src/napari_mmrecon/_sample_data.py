@@ -113,8 +113,8 @@ def sample_layers(name: str) -> list[tuple]:
     results = load_images(name)
     images = [layer for result in results for layer in layer_data.simulation_layers(result, source=source)]
     first = results[0]
-    truth = layer_data.magnetization_layers(first.m, first.grid, first.material, name=f"{sample.title} (ground truth)",
-                                            source=source)
+    truth = layer_data.magnetization_layers(first.m, first.grid, first.material, name="m (truth)",
+                                            source=f"{source}: the relaxed {sample.title} of the images")
     return images + truth
 
 

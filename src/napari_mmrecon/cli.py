@@ -165,7 +165,7 @@ def _demo(args) -> int:
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="simulate the stray field and MFM image of the bundled skyrmion lattice "
                                        "and write OVF / TIFF / PNG (no arguments needed)")
-    demo.add_argument("--out", default="mmrecon-demo", help="output folder (default ./mmrecon-demo)")
+    demo.add_argument("--out", default="mmrecon-output/demo", help="output folder (default ./mmrecon-output/demo)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     demo.set_defaults(func=_demo)
@@ -209,7 +209,8 @@ def _add_simulate(sub) -> None:
     sim.add_argument("--k", type=float, default=3.0, help="cantilever spring constant (N/m)")
     sim.add_argument("--f0", type=float, default=75e3, help="cantilever resonance (Hz)")
     sim.add_argument("--Q", type=float, default=200.0, help="cantilever quality factor")
-    sim.add_argument("-o", "--out", default="mmrecon-simulate", help="output folder (default ./mmrecon-simulate)")
+    sim.add_argument("-o", "--out", default="mmrecon-output/simulate",
+                     help="output folder (default ./mmrecon-output/simulate)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     sim.set_defaults(func=_simulate)

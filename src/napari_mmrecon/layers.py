@@ -49,12 +49,16 @@ NM = 1e9
 SIGNED_COLORMAP = "RdBu_r"
 """Centred diverging colormap of signed images (contrast limits symmetric about 0)."""
 MAGNITUDE_COLORMAP = "magma"
-ARROW_COLORMAP = "PiYG"
-"""Colormap of the arrows (by mz); differs from the mz image beneath so that they stay visible."""
+ARROW_COLORMAP = "viridis"
+"""Colormap of the arrows (by mz): dark where m_z = 0, so that the long in-plane arrows of the
+walls stand out on the white middle of the mz image's ``SIGNED_COLORMAP`` beneath."""
 MAX_ARROWS_PER_SIDE = 32
 """Arrows are decimated to at most this many along each axis."""
 ARROW_FILL = 0.9
 """Arrow length of an in-plane unit vector, as a fraction of the arrow spacing."""
+MIN_IN_PLANE = 0.25
+"""Films of one layer: cells tilted less than ~15 degrees from the normal get no arrow (it would
+be a dot; the mz image shows them), so the arrows trace the walls and their chirality."""
 
 SIGNED_QUANTITIES = ("Hx", "Hy", "Hz", "frequency_shift", "phase", "mz")
 _LENGTH_UNITS = {"meter": 1.0, "millimeter": 1e3, "micrometer": 1e6, "nanometer": 1e9, "angstrom": 1e10,
@@ -157,7 +161,8 @@ def vector_arrows(m: np.ndarray, grid: Grid, max_per_side: int = MAX_ARROWS_PER_
     data : ndarray (N, 2, D)
         ``[start, projection]`` in nm, ``D = 2`` (y, x) for ``nz == 1`` else 3 (z, y, x). An
         in-plane unit vector has length ``ARROW_FILL * stride * min(dx, dy)``; in-plane the arrow
-        is centred on its cell.
+        is centred on its cell. For ``nz == 1``, cells with an in-plane part below
+        ``MIN_IN_PLANE`` are left out.
     mz : ndarray (N,)
         ``m_z`` of each arrow (for its colour).
     stride : int
@@ -178,9 +183,11 @@ def vector_arrows(m: np.ndarray, grid: Grid, max_per_side: int = MAX_ARROWS_PER_
     start = centre.copy()
     start[:, 1:] -= projection[:, 1:] / 2
     data = np.stack((start, projection), axis=1)
+    mz = picked[:, 2].copy()
     if grid.nz == 1:
-        data = data[:, :, 1:]
-    return data, picked[:, 2].copy(), stride, length
+        keep = np.hypot(picked[:, 0], picked[:, 1]) >= MIN_IN_PLANE
+        data, mz = data[keep][:, :, 1:], mz[keep]
+    return data, mz, stride, length
 
 
 def magnetization_layers(m, grid: Grid, material: Material | dict | None = None, name: str = "m",

@@ -8,11 +8,13 @@ optionally relaxes it, and adds one Image layer per output, side and height (``"
 (``"<source> relaxed"``) as soon as the relaxation ends. The work is ``simulation.simulate``,
 run by a ``runner.JobPanel``; this module only reads fields and converts units.
 
-Python equivalent of one click::
+Python equivalent of one click on a magnetization layer ``"m"``::
 
-    m, grid, material = mm.layers.read_magnetization(viewer.layers["m"])  # or a texture / OVF
-    job = simulate(m, grid, mm.Material(**material), Probe(heights=(10e-9, 20e-9), outputs=("Hz",)))
-    add_layers(viewer, simulation_layers(jobs.run(job)))
+    from napari_mmrecon import Material, jobs, layers, simulation
+    m, grid, known = layers.read_magnetization(viewer.layers["m"])
+    probe = simulation.Probe(heights=(10e-9, 20e-9), outputs=("Hz", "frequency_shift"))
+    result = jobs.run(simulation.simulate(m, grid, Material(**known), probe))
+    add_layers(viewer, layers.simulation_layers(result))   # widgets.layer_io.add_layers
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, SpinBox
-from napari.layers import Image, Vectors
+from napari.layers import Image
+from napari.viewer import Viewer
 
 from .. import layers as layer_data
 from ..backend import MU0, Cantilever, Grid, Material, PointDipoleTip, PointMonopoleTip
 from ..io import read_ovf
 from ..jobs import Progress
 from ..simulation import TEXTURES, Probe, Relaxation, Relaxed, check_grid_size, simulate, texture
+from .dock import ScrollableDock
 from .fields import parse_number, parse_numbers
 from .layer_io import add_layers
 from .runner import JobPanel, Task
@@ -55,11 +59,11 @@ class SimulatorWidget(Container):
     napari_viewer : napari.viewer.Viewer
     """
 
-    def __init__(self, napari_viewer):
+    def __init__(self, napari_viewer: Viewer):
         self.viewer = napari_viewer
         # magnetization source
         self.source = ComboBox(choices=SOURCES, value="texture", label="from")
-        self.layer = ComboBox(choices=self._layer_choices, label="layer", nullable=True)
+        self.layer = ComboBox(choices=self._layer_choices, label="layer")
         self.pixel_nm = FloatSpinBox(value=0.0, min=0.0, max=1e5, step=0.5,
                                      label="pixel size if none (nm)",
                                      tooltip="for layers without physical scale (0: refuse them)")
@@ -99,8 +103,12 @@ class SimulatorWidget(Container):
         self.Q = FloatSpinBox(value=200.0, min=-1e7, max=1e7, label="quality factor Q")
         self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Simulate")
 
-        outputs = Container(widgets=list(self.outputs.values()), layout="horizontal", labels=False)
+        boxes = list(self.outputs.values())
+        outputs = Container(widgets=[Container(widgets=boxes[i:i + 3], layout="horizontal", labels=False)
+                                     for i in (0, 3)], labels=False)
         self._grid_section = _section("Grid of the texture", [self.nx, self.ny, self.nz, self.cell_nm, self.pbc])
+        self._tip_section = _section("Tip and cantilever", [self.tip, self.tip_moment, self.tip_charge, self.k,
+                                                            self.f0_kHz, self.Q])
         super().__init__(
             widgets=[
                 *_section("Magnetization", [self.source, self.layer, self.pixel_nm, self.ovf_path, self.texture,
@@ -110,15 +118,19 @@ class SimulatorWidget(Container):
                 *_section("Material", list(self.material.values())),
                 *_section("Relaxation", [self.relax, self.field_mT, self.tol, self.max_iter]),
                 *_section("Measurement", [self.heights, self.side, outputs]),
-                *_section("Tip and cantilever", [self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz,
-                                                 self.Q]),
+                *self._tip_section,
                 self.panel,
             ],
-            labels=False, scrollable=True,
+            labels=False,
         )
+        self.native.layout().addStretch()
         self.source.changed.connect(self._update_visibility)
+        self.source.changed.connect(self._fill_material_from_layer)
         self.texture.changed.connect(self._update_visibility)
         self.tip.changed.connect(self._update_visibility)
+        self.relax.changed.connect(self._update_visibility)
+        for key in ("frequency_shift", "phase"):
+            self.outputs[key].changed.connect(self._update_visibility)
         self.layer.changed.connect(self._fill_material_from_layer)
         self.ovf_path.changed.connect(self._fill_material_from_file)
         self._update_visibility()
@@ -126,10 +138,11 @@ class SimulatorWidget(Container):
     # ------------------------------------------------------------------ choices and visibility
 
     def _layer_choices(self, _widget=None) -> list:
-        """Magnetization layers of this plugin and Image layers (read as m_z maps)."""
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if layer_data.is_magnetization_layer(layer)
-                or (isinstance(layer, Image) and not layer.rgb and not isinstance(layer, Vectors))]
+        """Magnetization layers of this plugin, then the other Image layers (read as m_z maps)."""
+        magnetization = [layer for layer in self.viewer.layers if layer_data.is_magnetization_layer(layer)]
+        images = [layer for layer in self.viewer.layers
+                  if isinstance(layer, Image) and not layer.rgb and layer not in magnetization]
+        return [(layer.name, layer) for layer in magnetization + images]
 
     def _update_visibility(self) -> None:
         source, preset = self.source.value, self.texture.value
@@ -142,6 +155,10 @@ class SimulatorWidget(Container):
         self.thickness_nm.visible = source in ("layer", "texture")
         for widget in self._grid_section:
             widget.visible = source == "texture"
+        for widget in self._tip_section:
+            widget.visible = self.outputs["frequency_shift"].value or self.outputs["phase"].value
+        for widget in (self.field_mT, self.tol, self.max_iter):
+            widget.visible = self.relax.value
         self.tip_moment.visible = self.tip.value == "point dipole"
         self.tip_charge.visible = self.tip.value == "point monopole"
 
@@ -153,7 +170,7 @@ class SimulatorWidget(Container):
 
     def _fill_material_from_layer(self) -> None:
         layer = self.layer.value
-        if layer is not None:
+        if layer is not None and self.source.value == "layer":
             self._set_material_fields(layer_data.mmrecon_metadata(layer).get("material") or {})
 
     def _fill_material_from_file(self) -> None:
@@ -255,3 +272,10 @@ class SimulatorWidget(Container):
             add_layers(self.viewer, new + layer_data.simulation_layers(result, source=source))
 
         return Task(work=work, on_result=on_result, on_partial=on_partial)
+
+
+class SimulatorDock(ScrollableDock):
+    """The npe2 widget: a ``SimulatorWidget`` (``.form``) in a scroll area."""
+
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(SimulatorWidget(napari_viewer))
