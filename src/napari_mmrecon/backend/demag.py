@@ -3,13 +3,27 @@
 Open boundaries zero-pad x and y to an FFT-friendly length >= ``2 n - 1``; in-plane periodic
 boundaries (``grid.pbc``) use the unpadded grid with the tensor summed over periodic images
 (explicitly up to ``grid.pbc_images`` images on each side, the rest as a continuum). The z axis
-is never padded or transformed: layers are coupled by a direct sum over layer pairs in Fourier
-space, so a single-layer film costs only 2-D transforms.
+is never padded in real space: layers are coupled in Fourier space by a discrete Fourier
+transform across the layers of length ``2 nz - 1`` (the circulant embedding of the sum over
+layer pairs, done as one matrix product), so a single-layer film costs only 2-D transforms and
+``nz`` layers cost ``2 nz - 1`` kernel products instead of ``nz^2``.
 
-The transforms are pruned: the forward real FFT along x runs on the ``ny`` non-zero rows only,
-and the inverse FFT along x on the ``ny`` rows that are kept. The kernel's transform is
-computed once per grid (cached) and is stored real, because every component is even or odd in
-each in-plane axis.
+``SpectralConvolution`` does the work and is shared with the fused field of uniform films
+(``fused.py``). Its layouts are chosen so that every transform runs along the last, contiguous
+axis and returns a contiguous result (torch lays out the result of a transform along another
+axis transposed, which makes every later product strided):
+
+- real space is "planar", ``(nz, G, 3, ny, Lx)`` with G the flattened batch and the x padding
+  zero: the forward real FFT along x runs on the ``ny`` rows that hold data;
+- the x spectrum is transposed into a zero-padded ``(nz, G, 3, Kx, Ly)`` buffer for the y FFT;
+  the layer transform is then one matrix product over the leading axis, and the inverse keeps
+  only the first ``ny`` rows before its x transform;
+- the kernel's transform is computed once per grid (cached); every component is even or odd in
+  each axis, so after the layer transform it is real. It is stored duplicated over (re, im), so
+  a kernel product is a plain real multiply-add on the complex data viewed as real.
+
+Without autograd the padded buffers and the product buffers are reused between calls (an
+instance is not meant to be shared between threads).
 """
 
 from __future__ import annotations
@@ -20,8 +34,11 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .allocator import keep_freed_memory
 from .grid import Grid
 from .newell import COMPONENTS, PARITY, demag_tensor
+
+keep_freed_memory()  # the transforms' temporaries would otherwise be paged in again on every call
 
 
 def fft_length(n: int, periodic: bool) -> int:
@@ -108,36 +125,179 @@ def real_space_kernel(grid: Grid) -> dict:
     return out
 
 
+def layer_length(nz: int) -> int:
+    """Length of the transform across ``nz`` layers: 1, or ``2 nz - 1`` (no wrap-around)."""
+    return 1 if nz == 1 else 2 * nz - 1
+
+
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype of a real one (float64 -> complex128, float32 -> complex64)."""
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def layer_dft(nz: int, inverse: bool, dtype: torch.dtype, device) -> torch.Tensor:
+    """DFT matrix across layers: ``(Lz, nz)`` with ``exp(-2 pi i q j / Lz)``, or its inverse
+    ``(nz, Lz)`` with ``exp(2 pi i q j / Lz) / Lz`` (complex, on ``device``)."""
+    lz = layer_length(nz)
+    phase = (np.arange(lz)[:, None] * np.arange(nz)[None, :]) % lz
+    w = np.exp(-2j * math.pi * phase / lz)
+    if inverse:
+        w = w.conj().T / lz
+    return torch.as_tensor(w, dtype=complex_dtype(dtype), device=device)
+
+
 @lru_cache(maxsize=16)
 def _kernel_fft_cached(nx, ny, nz, dx, dy, dz, pbc, pbc_images, device, dtype):
     grid = Grid(nx=nx, ny=ny, nz=nz, dx=dx, dy=dy, dz=dz, pbc=pbc, pbc_images=pbc_images,
                 device=device, dtype=dtype)
     spatial = real_space_kernel(grid)
+    lz = layer_length(nz)
+    where = np.arange(-(nz - 1), nz) % lz  # index of layer offset d on the layer transform
     out = {}
     for name in COMPONENTS:
         pz, py, px = PARITY[name]
-        if grid.nz == 1 and pz < 0:
+        if nz == 1 and pz < 0:
             continue  # odd in z: vanishes within one layer
         spectrum = np.fft.rfft2(spatial[name])
         # Even x even -> real, odd x odd -> real (with a sign), odd x even -> imaginary.
-        part = spectrum.real if py == px else spectrum.imag
-        out[name] = torch.as_tensor(-part, dtype=dtype, device=device).contiguous()
+        inplane = spectrum.real if py == px else 1j * spectrum.imag
+        wrapped = np.zeros((lz,) + inplane.shape[1:], dtype=complex)
+        wrapped[where] = inplane
+        # even in z with a real in-plane part, or odd in z with an imaginary one: real
+        layered = np.fft.fft(wrapped, axis=0).real  # (Lz, Ly, Kx)
+        kernel = torch.as_tensor(-layered.transpose(0, 2, 1), dtype=dtype, device=device)
+        out[name] = duplicate_reim(kernel.unsqueeze(1))
     return out
 
 
-def kernel_fft(grid: Grid) -> dict:
-    """Cached transform of ``-N`` per component: real tensors ``(2 nz - 1, Ly, Lx // 2 + 1)``.
+def duplicate_reim(k: torch.Tensor) -> torch.Tensor:
+    """A real kernel ``(...)`` as ``(..., 2)`` (the same value for re and im), contiguous."""
+    return k.unsqueeze(-1).expand(k.shape + (2,)).contiguous()
 
-    For even-odd components (xz, yz) the stored tensor is the imaginary part of the transform.
-    Single-layer films omit xz and yz (they vanish).
+
+def kernel_fft(grid: Grid) -> dict:
+    """Cached transform of ``-N`` per component: real tensors ``(Lz, 1, Kx, Ly, 2)``.
+
+    ``Kx = Lx // 2 + 1`` and ``Ly`` are the in-plane transform sizes (``fft_length``), ``Lz``
+    the layer transform length (``layer_length``); the last axis repeats the value for the real
+    and imaginary parts. Single-layer films omit xz and yz (they vanish).
     """
     return _kernel_fft_cached(grid.nx, grid.ny, grid.nz, grid.dx, grid.dy, grid.dz, grid.pbc,
                               grid.pbc_images, grid.device, grid.dtype)
 
 
-def times_i(z: torch.Tensor) -> torch.Tensor:
-    """``i z`` for a complex tensor, without forming a complex constant."""
-    return torch.complex(-z.imag, z.real)
+def _pair(a: int, b: int) -> str:
+    """Component name of the symmetric pair ``(a, b)``, e.g. ``(2, 0) -> "xz"``."""
+    return "xyz"[min(a, b)] + "xyz"[max(a, b)]
+
+
+class SpectralConvolution:
+    """``H_a = sum_b K_ab * M_b``: a symmetric 3x3 kernel convolved with a vector field.
+
+    Parameters
+    ----------
+    grid : Grid
+    kernel : dict component name (``"xx", "yy", "zz", "xy", "xz", "yz"``) -> tensor
+        The kernel's transform, real, ``(Lz, 1, Kx, Ly, 2)`` as ``kernel_fft`` gives it (or
+        broadcasting to it; may require grad). Missing components are zero.
+
+    The input is any field ``(..., nz, ny, nx, 3)``; the output has the input's unit times the
+    kernel's unit (A/m for the demag kernel times M in A/m).
+    """
+
+    def __init__(self, grid: Grid, kernel: dict):
+        self.grid = grid
+        self.lx = fft_length(grid.nx, grid.pbc)
+        self.ly = fft_length(grid.ny, grid.pbc)
+        self.lz = layer_length(grid.nz)
+        zero = torch.zeros((1, 1, 1, 1, 2), dtype=grid.dtype, device=grid.device)
+        self.kernel = {name: kernel.get(name, zero) for name in ("xx", "yy", "zz")}
+        self.kernel.update({name: k for name, k in kernel.items() if name not in self.kernel})
+        self.requires_grad = any(k.requires_grad for k in self.kernel.values())
+        self.dft = self.idft = None
+        if grid.nz > 1:
+            self.dft = layer_dft(grid.nz, False, grid.dtype, grid.device)
+            self.idft = layer_dft(grid.nz, True, grid.dtype, grid.device)
+        self._buffers = {}
+
+    def reuse(self, x: torch.Tensor) -> bool:
+        """Whether work buffers may be reused: no autograd graph through ``x`` or the kernel."""
+        return not (torch.is_grad_enabled() and (x.requires_grad or self.requires_grad))
+
+    def _buffer(self, name: str, shape: tuple, dtype: torch.dtype, reuse: bool) -> torch.Tensor:
+        """A zero-initialized work tensor; kept between calls if ``reuse`` (parts never written
+        stay zero)."""
+        if not reuse:
+            return torch.zeros(shape, dtype=dtype, device=self.grid.device)
+        buf = self._buffers.get(name)
+        if buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != dtype:
+            buf = torch.zeros(shape, dtype=dtype, device=self.grid.device)
+            self._buffers[name] = buf
+        return buf
+
+    def to_planar(self, M: torch.Tensor, reuse: bool) -> torch.Tensor:
+        """``(..., nz, ny, nx, 3)`` -> zero-padded planar ``(nz, G, 3, ny, Lx)``."""
+        g = self.grid
+        flat = M.reshape((-1,) + g.vector_shape)
+        P = self._buffer("planar", (g.nz, flat.shape[0], 3, g.ny, self.lx), M.dtype, reuse)
+        P[..., : g.nx] = flat.permute(1, 0, 4, 2, 3)
+        return P
+
+    def from_planar(self, h: torch.Tensor, shape, add: torch.Tensor | None, reuse: bool) -> torch.Tensor:
+        """Planar ``(nz, G, 3, ny, >= nx)`` -> contiguous ``shape = (..., nz, ny, nx, 3)``,
+        plus ``add`` (broadcast against ``shape``) if given."""
+        g = self.grid
+        view = h[..., : g.nx].permute(1, 0, 3, 4, 2)  # (G, nz, ny, nx, 3)
+        if not reuse:
+            out = view.contiguous().reshape(shape)
+            return out if add is None else out + add
+        out = torch.empty(shape, dtype=h.dtype, device=h.device)
+        flat = out.view(view.shape)
+        if add is None:
+            flat.copy_(view)
+        else:
+            torch.add(view, add.expand(shape).reshape(view.shape), out=flat)
+        return out
+
+    def convolve(self, P: torch.Tensor, reuse: bool) -> torch.Tensor:
+        """Planar input ``(nz, G, 3, ny, Lx)`` -> planar output (a new tensor, valid in
+        ``[..., :nx]``)."""
+        g = self.grid
+        X = torch.fft.rfft(P, dim=-1)  # (nz, G, 3, ny, Kx)
+        Y = self._buffer("spectrum", tuple(X.shape[:-2]) + (X.shape[-1], self.ly), X.dtype, reuse)
+        Y[..., : g.ny] = X.transpose(-1, -2)
+        if self.ly > 1:
+            Y = torch.fft.fft(Y, dim=-1)  # (nz, G, 3, Kx, Ly)
+        H = self._across_layers(self._apply_kernel(self._across_layers(Y, self.dft, reuse, "layers"), reuse),
+                                self.idft, reuse, "layers_back")
+        if self.ly > 1:
+            H = torch.fft.ifft(H, dim=-1)[..., : g.ny]
+        return torch.fft.irfft(H.transpose(-1, -2), n=self.lx, dim=-1)
+
+    def _across_layers(self, X: torch.Tensor, dft, reuse: bool, name: str) -> torch.Tensor:
+        """Apply the layer transform ``dft (n_out, n)`` to the leading axis of ``X``; identity
+        for a single layer."""
+        if dft is None:
+            return X
+        shape = (dft.shape[0],) + tuple(X.shape[1:])
+        out = self._buffer(name, shape, X.dtype, reuse).view(shape[0], -1) if reuse else None
+        return torch.matmul(dft, X.reshape(X.shape[0], -1), out=out).view(shape)
+
+    def _apply_kernel(self, Q: torch.Tensor, reuse: bool) -> torch.Tensor:
+        """``H_a = sum_b K_ab Q_b`` at every frequency, ``Q (Lz, G, 3, Kx, Ly)`` complex."""
+        out = self._buffer("product", tuple(Q.shape), Q.dtype, reuse) if reuse else None
+        q = [torch.view_as_real(Q[:, :, b]) for b in range(3)]
+        rows = []
+        for a in range(3):
+            pairs = [(self.kernel[_pair(a, b)], q[b]) for b in range(3) if _pair(a, b) in self.kernel]
+            k, qb = pairs[0]
+            acc = torch.mul(qb, k, out=None if out is None else torch.view_as_real(out[:, :, a]))
+            for k, qb in pairs[1:]:
+                acc.addcmul_(qb, k)
+            rows.append(acc)
+        if out is not None:
+            return out
+        return torch.view_as_complex(torch.stack(rows, dim=2))
 
 
 class DemagField:
@@ -150,48 +310,10 @@ class DemagField:
 
     def __init__(self, grid: Grid):
         self.grid = grid
-        self.lx = fft_length(grid.nx, grid.pbc)
-        self.ly = fft_length(grid.ny, grid.pbc)
-        self.kernel = kernel_fft(grid)
+        self.conv = SpectralConvolution(grid, kernel_fft(grid))
 
     def field_from_M(self, M: torch.Tensor) -> torch.Tensor:
         """Demag field of ``M`` (A/m), shape ``(..., nz, ny, nx, 3)`` -> same shape."""
-        g = self.grid
-        Mc = M.movedim(-1, -4)  # (..., 3, nz, ny, nx)
-        Mk = torch.fft.rfft(Mc, n=self.lx, dim=-1)
-        if self.ly > 1:
-            Mk = torch.fft.fft(Mk, n=self.ly, dim=-2)
-        mx, my, mz = Mk.unbind(-4)  # each (..., nz, Ly, Kx)
-        K = self.kernel
-        if g.nz == 1:
-            k_xx, k_yy, k_zz, k_xy = (K[c][0] for c in ("xx", "yy", "zz", "xy"))
-            hx = mx * k_xx + my * k_xy
-            hy = mx * k_xy + my * k_yy
-            hz = mz * k_zz
-        else:
-            hx, hy, hz = self._layer_sum(mx, my, mz)
-        Hk = torch.stack((hx, hy, hz), dim=-4)
-        if self.ly > 1:
-            Hk = torch.fft.ifft(Hk, dim=-2)[..., : g.ny, :]
-        H = torch.fft.irfft(Hk, n=self.lx, dim=-1)[..., : g.nx]
-        return H.movedim(-4, -1)
-
-    def _layer_sum(self, mx, my, mz):
-        """``H_a[i] = sum_j K_ab[i - j] M_b[j]`` over layers (multi-layer films)."""
-        K = self.kernel
-        nz = self.grid.nz
-        hx, hy, hz = [], [], []
-        for i in range(nz):
-            ax = ay = az = 0
-            for j in range(nz):
-                k = i - j + nz - 1
-                ax = ax + mx[..., j, :, :] * K["xx"][k] + my[..., j, :, :] * K["xy"][k] \
-                    + times_i(mz[..., j, :, :] * K["xz"][k])
-                ay = ay + mx[..., j, :, :] * K["xy"][k] + my[..., j, :, :] * K["yy"][k] \
-                    + times_i(mz[..., j, :, :] * K["yz"][k])
-                az = az + times_i(mx[..., j, :, :] * K["xz"][k] + my[..., j, :, :] * K["yz"][k]) \
-                    + mz[..., j, :, :] * K["zz"][k]
-            hx.append(ax)
-            hy.append(ay)
-            hz.append(az)
-        return torch.stack(hx, -3), torch.stack(hy, -3), torch.stack(hz, -3)
+        reuse = self.conv.reuse(M)
+        h = self.conv.convolve(self.conv.to_planar(M, reuse), reuse)
+        return self.conv.from_planar(h, M.shape, None, reuse)

@@ -73,11 +73,10 @@ class EnergyModel:
     def field(self, m: torch.Tensor) -> torch.Tensor:
         """Total effective field (A/m), ``(..., nz, ny, nx, 3)``; 0 in vacuum cells.
 
-        Uniform single-layer films take the fused path (``fused.FusedLinearField``).
+        Uniform films take the fused path (``fused.FusedLinearField``).
         """
         if self.fused is not None:
-            h = self.fused.field(m)
-            return h if self.zeeman is None else h + self.zeeman.h
+            return self.fused.field(m, None if self.zeeman is None else self.zeeman.h)
         h = self.terms[0].field(m)
         for term in self.terms[1:]:
             h = h + term.field(m)

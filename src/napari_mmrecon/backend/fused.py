@@ -1,19 +1,21 @@
-"""All linear field terms of a uniform single-layer film in one FFT convolution.
+"""All linear field terms of a uniform film in one FFT convolution plus a few edge corrections.
 
-For uniform ``Ms, A, D, Ku`` without vacuum cells, exchange and interfacial DMI are
-translation-invariant nearest-neighbour stencils, so they fold into the demag kernel in Fourier
-space and cost nothing beyond the demag FFTs:
+For uniform ``Ms`` and ``A`` without vacuum cells, exchange is a translation-invariant
+nearest-neighbour stencil, so it folds into the demag kernel in Fourier space and costs nothing
+beyond the demag FFTs; so does a uniform anisotropy, a constant in Fourier space:
 
-- exchange: the neighbour sum ``sum_j m_j`` becomes ``2 cos(k_x dx) / dx^2 + 2 cos(k_y dy) / dy^2``
-  times ``2 A / (mu0 Ms)`` on the diagonal; the ``- m_i`` part, which counts only the neighbours
-  inside the film (free boundaries), stays a per-cell coefficient map;
-- DMI: ``H_x = 2 D / (mu0 Ms) d_x m_z`` by central differences becomes ``i U_x m_z`` with
-  ``U_x = 2 D sin(k_x dx) / (mu0 Ms dx)``, and ``H_z = -i (U_x m_x + U_y m_y)``;
-- anisotropy ``2 Ku / (mu0 Ms) (m . u) u`` is local.
+- exchange ``2 A / (mu0 Ms) sum_j (m_j - m_i) / d^2``: the kernel's diagonal gains
+  ``2 A / (mu0 Ms) sum_axes (2 cos(k d) - 2) / d^2`` (along z the layer transform's
+  ``2 pi q / Lz`` plays the role of ``k dz``); zero padding makes the neighbour sum exact at free
+  edges, where a cell has one neighbour fewer than the ``- 2 m_i / d^2`` assumed, which an edge
+  correction ``+ 2 A / (mu0 Ms d^2) m_i`` on the first and last cell of each open axis restores;
+- anisotropy ``2 Ku / (mu0 Ms) (m . u) u``: the kernel gains ``2 Ku / (mu0 Ms) u_a u_b``;
+- interfacial DMI ``H = 2 D / (mu0 Ms) (d_x m_z, d_y m_z, -d_x m_x - d_y m_y)`` by central
+  differences: computed in real space, on arrays four times smaller than their transforms.
 
-Zero padding keeps the stencils exact at free edges (neighbours in the padding are zero), and the
-unpadded periodic transform makes them exactly periodic. The result equals the sum of the
-separate terms in ``terms.py`` to round-off, which the tests check.
+``D`` and ``Ku`` may differ between the states of a batch (then anisotropy is also done in real
+space). The result equals the sum of the separate terms in ``terms.py`` to round-off, which the
+tests check.
 """
 
 from __future__ import annotations
@@ -22,33 +24,89 @@ import math
 
 import torch
 
-from .demag import DemagField, times_i
+from .demag import SpectralConvolution, duplicate_reim, fft_length, kernel_fft, layer_length
 from .grid import MU0, Grid
+
+_DIAGONAL = ("xx", "yy", "zz")
+
+
+def _per_state_or_scalar(p: torch.Tensor) -> bool:
+    """A 0-d parameter, or one value per state of a batch, ``(B, 1, 1, 1)``."""
+    return p.ndim == 0 or (p.ndim == 4 and tuple(p.shape[1:]) == (1, 1, 1))
 
 
 def fusable(grid: Grid, Ms: torch.Tensor, params: dict) -> bool:
-    """Whether the fused path applies: one layer, uniform scalar parameters, no vacuum."""
-    return grid.nz == 1 and all(p.ndim == 0 for p in params.values()) and Ms.ndim == 0 and bool(Ms > 0)
+    """Whether the fused path applies: uniform scalar ``Ms > 0`` and ``A``; ``D`` and ``Ku``
+    scalar or per state."""
+    return (Ms.ndim == 0 and bool(Ms > 0) and params["A"].ndim == 0
+            and _per_state_or_scalar(params["D"]) and _per_state_or_scalar(params["Ku"]))
 
 
-def _neighbour_counts(n: int, periodic: bool, dtype, device) -> torch.Tensor:
-    """Number of neighbours of each cell along an axis of ``n`` cells, ``(n,)``."""
-    if n == 1:
-        return torch.zeros(1, dtype=dtype, device=device)
-    counts = torch.full((n,), 2.0, dtype=dtype, device=device)
-    if not periodic:
-        counts[0] = counts[-1] = 1.0
-    return counts
+def _planar_coefficient(p: torch.Tensor) -> torch.Tensor:
+    """A 0-d or per-state ``(B, 1, 1, 1)`` coefficient shaped for one component of the planar
+    layout ``(nz, G, ny, nx)``."""
+    return p if p.ndim == 0 else p.reshape(1, -1, 1, 1)
+
+
+def _exchange_stencil(grid: Grid, dtype, device) -> torch.Tensor:
+    """``sum_axes (2 cos(k d) - 2) / d^2`` (1/m^2) on the transform grid, ``(Lz, 1, Kx, Ly, 1)``.
+
+    Axes of one cell have no neighbours and contribute nothing.
+    """
+    lx, ly, lz = fft_length(grid.nx, grid.pbc), fft_length(grid.ny, grid.pbc), layer_length(grid.nz)
+    shape = {"x": (1, 1, -1, 1, 1), "y": (1, 1, 1, -1, 1), "z": (-1, 1, 1, 1, 1)}
+    out = torch.zeros((1, 1, 1, 1, 1), dtype=dtype, device=device)
+    for axis, n, length, d, count in (("x", grid.nx, lx, grid.dx, lx // 2 + 1), ("y", grid.ny, ly, grid.dy, ly),
+                                      ("z", grid.nz, lz, grid.dz, lz)):
+        if n > 1:
+            theta = 2 * math.pi * torch.arange(count, dtype=dtype, device=device) / length
+            out = out + ((2 * torch.cos(theta) - 2) / d**2).reshape(shape[axis])
+    return out
+
+
+def _central_difference(f: torch.Tensor, axis: int, periodic: bool) -> torch.Tensor:
+    """``f[i + 1] - f[i - 1]`` along ``axis``; beyond the ends of an open axis ``f`` is 0."""
+    n = f.shape[axis]
+    d = torch.empty_like(f)
+    d.narrow(axis, 0, n - 1).copy_(f.narrow(axis, 1, n - 1))
+    last = d.narrow(axis, n - 1, 1)
+    if periodic:
+        last.copy_(f.narrow(axis, 0, 1))
+    else:
+        last.zero_()
+    d.narrow(axis, 1, n - 1).sub_(f.narrow(axis, 0, n - 1))
+    if periodic:
+        d.narrow(axis, 0, 1).sub_(f.narrow(axis, n - 1, 1))
+    return d
+
+
+def _add_dmi(h: torch.Tensor, m: torch.Tensor, axis: int, comp: int, u: torch.Tensor, periodic: bool):
+    """Interfacial DMI along one in-plane axis, in place on planar ``h (nz, G, 3, ny, nx)``:
+    ``h_c += u d m_z`` and ``h_z -= u d m_c`` with ``d`` the central difference along ``axis``
+    (``c = comp``: 0 for x, 1 for y); ``u = D / (mu0 Ms d)`` in A/m."""
+    both = _central_difference(m[:, :, comp:3:2 - comp], axis, periodic)  # d m_c, d m_z
+    h[:, :, comp].addcmul_(both[:, :, 1], u)
+    h[:, :, 2].addcmul_(both[:, :, 0], -u)
+
+
+def _add_edges(h: torch.Tensor, m: torch.Tensor, axis: int, coeff: torch.Tensor):
+    """``h += coeff m`` on the first and last cell along ``axis`` of planar ``h`` and ``m``."""
+    n = h.shape[axis]
+    index = [slice(None)] * h.ndim
+    index[axis] = slice(0, n, n - 1)
+    h[tuple(index)].addcmul_(m[tuple(index)], coeff)
 
 
 class FusedLinearField:
-    """Exchange + interfacial DMI + uniaxial anisotropy + demag of a uniform film, ``nz == 1``.
+    """Exchange + interfacial DMI + uniaxial anisotropy + demag of a uniform film.
 
     Parameters
     ----------
     grid : Grid
-    Ms, A, D, Ku : 0-d tensors (may require grad)
-        Uniform material parameters (SI units).
+    Ms, A : 0-d tensors (may require grad)
+        Saturation magnetization (A/m, > 0) and exchange stiffness (J/m).
+    D, Ku : 0-d or per-state ``(B, 1, 1, 1)`` tensors
+        Interfacial DMI (J/m^2) and uniaxial anisotropy (J/m^3).
     axis : 3-sequence
         Anisotropy axis (unit vector).
     include : set of str
@@ -57,73 +115,55 @@ class FusedLinearField:
 
     def __init__(self, grid: Grid, Ms, A, D, Ku, axis, include):
         self.grid = grid
-        self.demag = DemagField(grid)
-        lx, ly = self.demag.lx, self.demag.ly
-        kx = 2 * math.pi * torch.arange(lx // 2 + 1, dtype=grid.dtype, device=grid.device) / lx
-        ky = 2 * math.pi * torch.arange(ly, dtype=grid.dtype, device=grid.device) / ly
-        kx, ky = kx[None, :], ky[:, None]
-        zero = torch.zeros((), dtype=grid.dtype, device=grid.device)
-        K = self.demag.kernel
         has = {name: name in include for name in ("exchange", "dmi", "anisotropy", "demag")}
-        scale = Ms if has["demag"] else zero
-        k_xx, k_yy, k_zz, k_xy = (scale * K[c][0] for c in ("xx", "yy", "zz", "xy"))
-        # neighbour sums along the axes that have neighbours
-        use_x, use_y = grid.nx > 1, grid.ny > 1
+        kernel = {name: Ms * k for name, k in kernel_fft(grid).items()} if has["demag"] else {}
+        self.edges = []
         if has["exchange"]:
             w = 2 * A / (MU0 * Ms)
-            stencil = zero
-            if use_x:
-                stencil = stencil + 2 * torch.cos(kx) / grid.dx**2
-            if use_y:
-                stencil = stencil + 2 * torch.cos(ky) / grid.dy**2
-            k_xx, k_yy, k_zz = k_xx + w * stencil, k_yy + w * stencil, k_zz + w * stencil
-            nx = _neighbour_counts(grid.nx, grid.pbc, grid.dtype, grid.device)[None, :] / grid.dx**2
-            ny = _neighbour_counts(grid.ny, grid.pbc, grid.dtype, grid.device)[:, None] / grid.dy**2
-            self.self_coeff = -w * (nx + ny)  # (ny, nx)
-        else:
-            self.self_coeff = None
-        if has["dmi"]:
-            u = 2 * D / (MU0 * Ms)
-            self.u_x = (u * torch.sin(kx) / grid.dx).expand(ly, -1) if use_x else None
-            self.u_y = (u * torch.sin(ky) / grid.dy).expand(-1, lx // 2 + 1) if use_y else None
-        else:
-            self.u_x = self.u_y = None
-        self.k = (k_xx, k_yy, k_zz, k_xy)
-        self.aniso = 2 * Ku / (MU0 * Ms) if has["anisotropy"] else None
+            stencil = duplicate_reim(w * _exchange_stencil(grid, grid.dtype, grid.device)[..., 0])
+            for name in _DIAGONAL:
+                kernel[name] = kernel[name] + stencil if name in kernel else stencil
+            for axis_index, n, d, periodic in ((-1, grid.nx, grid.dx, grid.pbc), (-2, grid.ny, grid.dy, grid.pbc),
+                                               (0, grid.nz, grid.dz, False)):
+                if n > 1 and not periodic:
+                    self.edges.append((axis_index, w / d**2))
         self.axis = grid.tensor(axis)
-        self.axis_is_z = bool(torch.equal(self.axis, grid.tensor((0.0, 0.0, 1.0))))
-
-    def field(self, m: torch.Tensor) -> torch.Tensor:
-        """Field (A/m) of the included terms, ``(..., 1, ny, nx, 3)``."""
-        g, d = self.grid, self.demag
-        mc = m.movedim(-1, -4)[..., 0, :, :]  # (..., 3, ny, nx)
-        mk = torch.fft.rfft(mc, n=d.lx, dim=-1)
-        if d.ly > 1:
-            mk = torch.fft.fft(mk, n=d.ly, dim=-2)
-        mx, my, mz = mk.unbind(-3)
-        k_xx, k_yy, k_zz, k_xy = self.k
-        hx = mx * k_xx + my * k_xy
-        hy = mx * k_xy + my * k_yy
-        hz = mz * k_zz
-        if self.u_x is not None or self.u_y is not None:
-            acc = 0
-            if self.u_x is not None:
-                hx = hx + times_i(mz * self.u_x)
-                acc = acc + mx * self.u_x
-            if self.u_y is not None:
-                hy = hy + times_i(mz * self.u_y)
-                acc = acc + my * self.u_y
-            hz = hz - times_i(acc)
-        hk = torch.stack((hx, hy, hz), dim=-3)
-        if d.ly > 1:
-            hk = torch.fft.ifft(hk, dim=-2)[..., : g.ny, :]
-        h = torch.fft.irfft(hk, n=d.lx, dim=-1)[..., : g.nx]  # (..., 3, ny, nx)
-        if self.self_coeff is not None:
-            h = h + self.self_coeff * mc
-        h = h.unsqueeze(-3).movedim(-4, -1)  # (..., 1, ny, nx, 3)
-        if self.aniso is not None:
-            if self.axis_is_z:  # (m . z) z is m masked to its z component
-                h = h + (self.aniso * self.axis) * m
+        self.aniso = None
+        if has["anisotropy"]:
+            c = 2 * Ku / (MU0 * Ms)
+            if c.ndim == 0:
+                self._fold_anisotropy(kernel, c)
             else:
-                h = h + (self.aniso * (m * self.axis).sum(-1, keepdim=True)) * self.axis
-        return h
+                self.aniso = _planar_coefficient(c)
+        self.dmi = []
+        if has["dmi"]:
+            for axis_index, comp, n, d in ((-1, 0, grid.nx, grid.dx), (-2, 1, grid.ny, grid.dy)):
+                if n > 1:
+                    self.dmi.append((axis_index, comp, _planar_coefficient(D / (MU0 * Ms * d))))
+        self.conv = SpectralConvolution(grid, kernel)
+
+    def _fold_anisotropy(self, kernel: dict, c: torch.Tensor):
+        """Add the constant ``c u_a u_b`` (A/m) to the kernel components it touches."""
+        u = [float(v) for v in self.axis]
+        for name in ("xx", "yy", "zz", "xy", "xz", "yz"):
+            a, b = "xyz".index(name[0]), "xyz".index(name[1])
+            if u[a] * u[b] != 0:
+                term = c * (u[a] * u[b])
+                kernel[name] = kernel[name] + term if name in kernel else term.expand(1, 1, 1, 1, 2)
+
+    def field(self, m: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """Field (A/m) of the included terms plus ``add`` (A/m, broadcast), ``(..., nz, ny, nx, 3)``."""
+        g, conv = self.grid, self.conv
+        reuse = conv.reuse(m)
+        P = conv.to_planar(m, reuse)
+        h = conv.convolve(P, reuse)[..., : g.nx]
+        mp = P[..., : g.nx]
+        for axis_index, coeff in self.edges:
+            _add_edges(h, mp, axis_index, coeff)
+        for axis_index, comp, u in self.dmi:
+            _add_dmi(h, mp, axis_index, comp, u, g.pbc)
+        if self.aniso is not None:
+            u = self.axis.reshape(3, 1, 1)
+            proj = (mp * u).sum(2, keepdim=True)
+            h.add_(proj * self.aniso.unsqueeze(2) * u)
+        return conv.from_planar(h, m.shape, add, reuse)
