@@ -50,7 +50,8 @@ function is the alias sum
 
     T_eff(k0) = sum_{p, q} T(k0 + G) sinc(kx dx / 2) sinc(ky dy / 2),   k = k0 + G,
 
-truncated where ``e^{-|k| t}`` has fallen by ``e^{-ALIAS_CUTOFF}`` below the slowest retained mode.
+truncated, plane by plane, where ``e^{-|k| t}`` has fallen by ``e^{-ALIAS_CUTOFF}`` below the slowest
+retained mode.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import numpy as np
 import torch
 
 from .arrays import batch_size, check_magnetization, like_input, to_tensor
-from .demag import _wrapped_offsets, fft_length
+from .demag import fft_length
 from .grid import Grid
 
 SIDES = ("top", "bottom")
@@ -76,6 +77,8 @@ ALIAS_CUTOFF = 40.0
 """Periodic films: aliases damped by more than ``exp(-ALIAS_CUTOFF)`` are dropped."""
 _CHUNK = 1 << 17
 """Elements per vectorized chunk of the kernel construction (bounds its memory)."""
+_BLOCK_ELEMENTS = 1 << 17
+"""Complex numbers per block of kx columns when applying ``StrayField`` (about 2 MB)."""
 
 _COMPUTED = ("xx", "yy", "xy", "xz", "yz")
 _PARITY_YX = {"xx": (1, 1), "yy": (1, 1), "zz": (1, 1), "xy": (-1, -1), "xz": (1, -1), "yz": (-1, 1)}
@@ -322,30 +325,39 @@ def open_kernel_quadrant(grid: Grid, heights: torch.Tensor, side: str, order: in
     return out
 
 
-def _wrap(quadrant: torch.Tensor, parity: tuple[int, int], grid: Grid, ly: int, lx: int) -> torch.Tensor:
-    """Spread a quadrant ``(..., ny, nx)`` over the zero-padded transform grid ``(..., ly, lx)``."""
-    device = quadrant.device
-    parts = []
-    for n, length, sign in ((grid.ny, ly, parity[0]), (grid.nx, lx, parity[1])):
-        offsets = _wrapped_offsets(n, length, periodic=False)
-        valid = offsets != length
-        index = np.where(valid, np.abs(offsets), 0)
-        factor = np.where(valid, np.where(offsets < 0, sign, 1), 0).astype(float)
-        parts.append((torch.as_tensor(index, device=device),
-                      torch.as_tensor(factor, dtype=quadrant.dtype, device=device)))
-    (iy, fy), (ix, fx) = parts
-    full = quadrant.index_select(-2, iy).index_select(-1, ix)
-    return full * fy[:, None] * fx[None, :]
+def _mirror(values: torch.Tensor, parity: int, n: int, length: int, dim: int) -> torch.Tensor:
+    """Spread offsets ``0..n-1`` stored along ``dim`` over a length-``length`` transform axis.
+
+    Offset ``-j`` (index ``length - j``) holds ``parity`` times offset ``j``; the padding between
+    ``n - 1`` and ``length - n + 1`` is zero (the layout of ``demag._wrapped_offsets``, open axes).
+    """
+    padding = list(values.shape)
+    padding[dim] = length - 2 * n + 1
+    tail = values.narrow(dim, 1, n - 1).flip(dim)
+    return torch.cat([values, values.new_zeros(padding), tail if parity == 1 else -tail], dim=dim)
+
+
+def _transform_quadrant(values: torch.Tensor, parity: tuple[int, int], grid: Grid, ly: int, lx: int,
+                        imaginary: bool) -> torch.Tensor:
+    """Real (or, for an odd-in-x-or-y component, imaginary) part of the 2-D transform of a kernel
+    component spread over the zero-padded grid, stored transposed (``ky`` last, see ``StrayField``):
+    ``values (..., ny, nx)`` -> ``(..., lx // 2 + 1, ly)``.
+
+    The x transform runs on the ``ny`` stored rows before the rows are mirrored, halving its work.
+    """
+    spectrum = torch.fft.rfft(_mirror(values, parity[1], grid.nx, lx, -1), dim=-1).transpose(-1, -2)
+    spectrum = torch.fft.fft(_mirror(spectrum, parity[0], grid.ny, ly, -1), dim=-1)
+    return (spectrum.imag if imaginary else spectrum.real).contiguous()
 
 
 def _open_spectrum(grid: Grid, heights: torch.Tensor, side: str, order: int) -> dict:
-    """Transformed open-film kernel: real tensors ``(nh, nz, Ly, Lx // 2 + 1)`` (float64)."""
+    """Transformed open-film kernel: real tensors ``(nh, nz, Lx // 2 + 1, Ly)`` (float64)."""
     ly, lx = fft_length(grid.ny, False), fft_length(grid.nx, False)
     quadrant = open_kernel_quadrant(grid, heights, side, order)
-    out = {}
-    for name, values in quadrant.items():
-        spectrum = torch.fft.rfft2(_wrap(values, _PARITY_YX[name], grid, ly, lx))
-        out[name] = spectrum.imag if name in _IMAGINARY else spectrum.real
+    del quadrant["zz"]  # traceless: its transform is -(xx + yy), one transform fewer
+    out = {name: _transform_quadrant(quadrant.pop(name), _PARITY_YX[name], grid, ly, lx, name in _IMAGINARY)
+           for name in list(quadrant)}
+    out["zz"] = -(out["xx"] + out["yy"])
     return out
 
 
@@ -369,32 +381,26 @@ def _aliases(grid: Grid, k_max: float) -> tuple[np.ndarray, np.ndarray]:
     return p[keep], q[keep]
 
 
-def periodic_transfer(grid: Grid, heights: torch.Tensor, side: str, order: int) -> dict:
-    """Alias-summed transfer function of a periodic film (see the module docstring).
-
-    Returns
-    -------
-    dict of the six components -> float64 tensors ``(nh, nz, ny, nx // 2 + 1)`` (``1 / m^order``);
-    ``xz`` and ``yz`` hold the imaginary part, the others the real part.
-    """
-    opts = dict(dtype=torch.float64, device=heights.device)
+def _periodic_plane(grid: Grid, t: torch.Tensor, side: str, order: int) -> dict:
+    """Alias-summed transfer function on one plane; ``t (nz,)``: distance (m) from the plane to the
+    near face of each layer. Returns the six components, float64 ``(nz, nx // 2 + 1, ny)``."""
+    opts = dict(dtype=torch.float64, device=t.device)
     kx0 = 2 * math.pi * torch.fft.rfftfreq(grid.nx, d=grid.dx, **opts)
     ky0 = 2 * math.pi * torch.fft.fftfreq(grid.ny, d=grid.dy, **opts)
-    w_lo, w_hi = _layer_boxes(grid, heights, side)
-    t = (w_lo if side == "top" else -w_hi)[None, :, :, None, None]  # (1, nh, nz, 1, 1)
     k_floor = 2 * math.pi / max(grid.nx * grid.dx, grid.ny * grid.dy)
     p, q = _aliases(grid, k_floor + ALIAS_CUTOFF / float(t.detach().min()))
+    t = t[:, None, None]
     direction = -1.0 if side == "top" else 1.0
     size = max(1, _CHUNK // (t.numel() * grid.ny * kx0.numel()))
     out = dict.fromkeys(_PARITY_YX, 0)
     for i in range(0, p.size, size):
-        kx = kx0 + torch.as_tensor(2 * math.pi / grid.dx * p[i:i + size], **opts)[:, None, None]
-        ky = ky0[:, None] + torch.as_tensor(2 * math.pi / grid.dy * q[i:i + size], **opts)[:, None, None]
-        k = torch.sqrt(kx * kx + ky * ky)  # (chunk, ny, Kx)
+        kx = kx0[:, None] + torch.as_tensor(2 * math.pi / grid.dx * p[i:i + size], **opts)[:, None, None]
+        ky = ky0 + torch.as_tensor(2 * math.pi / grid.dy * q[i:i + size], **opts)[:, None, None]
+        k = torch.sqrt(kx * kx + ky * ky)  # (chunk, Kx, ny)
         safe = torch.where(k > 0, k, torch.ones_like(k))
         pixel = _sinc(kx * (grid.dx / 2)) * _sinc(ky * (grid.dy / 2)) * (direction * k) ** order
-        k, pixel, ux, uy = (v[:, None, None] for v in (k, pixel, kx / safe, ky / safe))
-        f = 0.5 * torch.exp(-k * t) * -torch.expm1(-k * grid.dz) * pixel  # (chunk, nh, nz, ny, Kx)
+        k, pixel, ux, uy = (v[:, None] for v in (k, pixel, kx / safe, ky / safe))
+        f = 0.5 * torch.exp(-k * t) * -torch.expm1(-k * grid.dz) * pixel  # (chunk, nz, Kx, ny)
         out["xx"] = out["xx"] - (ux * ux * f).sum(0)
         out["yy"] = out["yy"] - (uy * uy * f).sum(0)
         out["zz"] = out["zz"] + f.sum(0)
@@ -402,6 +408,22 @@ def periodic_transfer(grid: Grid, heights: torch.Tensor, side: str, order: int) 
         out["xz"] = out["xz"] + direction * (ux * f).sum(0)
         out["yz"] = out["yz"] + direction * (uy * f).sum(0)
     return out
+
+
+def periodic_transfer(grid: Grid, heights: torch.Tensor, side: str, order: int) -> dict:
+    """Alias-summed transfer function of a periodic film (see the module docstring).
+
+    Each plane keeps the aliases its own nearest layer needs (far planes need few).
+
+    Returns
+    -------
+    dict of the six components -> float64 tensors ``(nh, nz, nx // 2 + 1, ny)`` (``1 / m^order``;
+    ``ky`` last, like the open kernel); ``xz`` and ``yz`` hold the imaginary part, the others the
+    real part.
+    """
+    w_lo, w_hi = _layer_boxes(grid, heights, side)
+    planes = [_periodic_plane(grid, t, side, order) for t in (w_lo if side == "top" else -w_hi)]
+    return {name: torch.stack([plane[name] for plane in planes]) for name in _PARITY_YX}
 
 
 # --------------------------------------------------------------------------- the operator
@@ -413,43 +435,54 @@ def _spectrum(grid: Grid, heights: torch.Tensor, side: str, order: int) -> dict:
     return {name: value.to(grid.dtype) for name, value in build(grid, heights, side, order).items()}
 
 
-def _row(K: dict, d: tuple[float, float, float], b: str) -> torch.Tensor:
-    """Complex ``sum_a d_a K_ab`` for source component ``b``, shape ``(nh, nz, Ly, Kx)``."""
-    re, im = torch.zeros_like(K["xx"]), torch.zeros_like(K["xx"])
-    for a, coeff in zip("xyz", d):
-        if coeff != 0:
-            name = "".join(sorted(a + b))
-            if name in _IMAGINARY:
-                im = im + coeff * K[name]
-            else:
-                re = re + coeff * K[name]
-    return torch.complex(re, im)
+def _combine(pairs: list):
+    """``sum c * K`` over ``(c, K)`` pairs; a single unit-weight ``K`` is shared, not copied; ``None``
+    for no pairs."""
+    if not pairs:
+        return None
+    if len(pairs) == 1 and pairs[0][0] == 1.0:
+        return pairs[0][1]
+    return sum(c * K for c, K in pairs)
 
 
-def _rows(grid: Grid, heights, side: str, order: int, axes: tuple) -> torch.Tensor:
-    """Transfer matrix rows for the output ``axes``: complex ``(nh, len(axes), 3 nz, Ly, Kx)``.
+def _output_terms(K: dict, d: tuple[float, float, float]) -> tuple:
+    """Transfer of ``sum_a d_a H_a`` from each source component ``b``: ``((re, im), ...)`` for
+    ``b = x, y, z``, with ``sum_a d_a K_ab = re + i im`` (tensors ``(nh, nz, Kx, Ly)`` or ``None``)."""
+    terms = []
+    for b in "xyz":
+        parts = {False: [], True: []}
+        for a, coeff in zip("xyz", d):
+            if coeff != 0:
+                name = "".join(sorted(a + b))
+                parts[name in _IMAGINARY].append((coeff, K[name]))
+        terms.append((_combine(parts[False]), _combine(parts[True])))
+    return tuple(terms)
 
-    Index ``b nz + l`` of the third axis couples source component ``b`` of layer ``l``.
+
+def _transfer(grid: Grid, heights, side: str, order: int, axes: tuple) -> tuple:
+    """``_output_terms`` of every output axis: the operator's transformed kernel.
+
+    The full field (unit axes) keeps the six distinct real components once (the tensor is
+    symmetric and each entry purely real or imaginary): ``6 nh nz Kx Ly`` numbers of ``grid.dtype``.
     """
     K = _spectrum(grid, heights, side, order)
-    rows = [torch.stack([_row(K, d, b) for b in "xyz"], dim=1) for d in axes]
-    return torch.stack(rows, dim=1).flatten(2, 3).contiguous()
+    return tuple(_output_terms(K, d) for d in axes)
 
 
 @lru_cache(maxsize=4)
-def _cached_rows(grid: Grid, heights: tuple, side: str, order: int, axes: tuple) -> torch.Tensor:
-    """``_rows`` for plain-number heights, kept for reuse."""
+def _cached_transfer(grid: Grid, heights: tuple, side: str, order: int, axes: tuple) -> tuple:
+    """``_transfer`` for plain-number heights, kept for reuse."""
     with torch.no_grad():
         h = torch.tensor(heights, dtype=torch.float64, device=grid.device)
-        return _rows(grid, h, side, order, axes)
+        return _transfer(grid, h, side, order, axes)
 
 
-def transfer_rows(grid: Grid, heights, side: str, order: int, axes: tuple) -> torch.Tensor:
-    """Transformed kernel rows (see ``_rows``): cached (at most 4 entries), or rebuilt in torch,
-    so that autograd flows to the heights, for a height tensor that requires grad."""
+def transfer_terms(grid: Grid, heights, side: str, order: int, axes: tuple) -> tuple:
+    """Transformed kernel (see ``_transfer``): cached (at most 4 entries), or rebuilt in torch, so
+    that autograd flows to the heights, for a height tensor that requires grad."""
     if isinstance(heights, torch.Tensor) and heights.requires_grad and torch.is_grad_enabled():
-        return _rows(grid, heights.to(device=grid.device, dtype=torch.float64), side, order, axes)
-    return _cached_rows(grid, tuple(float(h) for h in heights), side, order, axes)
+        return _transfer(grid, heights.to(device=grid.device, dtype=torch.float64), side, order, axes)
+    return _cached_transfer(grid, tuple(float(h) for h in heights), side, order, axes)
 
 
 class StrayField:
@@ -468,6 +501,13 @@ class StrayField:
         components.
     name : str
         Name of the height argument in error messages.
+
+    Transforms are laid out ``(..., Kx, Ly)`` (``ky`` last): the y transforms run along the
+    contiguous axis, the forward one padding and the inverse one cropping the ``ny`` rows. Per
+    image: ``3 nz`` forward x transforms, then, in blocks of kx columns small enough to stay in
+    cache, the y transforms, the real-by-complex kernel products (the kernel stays real) and the
+    inverse y transforms of every plane and output, then one inverse x transform per plane and
+    output on the ``ny`` kept rows.
     """
 
     def __init__(self, grid: Grid, height, side: str = "top", z_derivative: int = 0, axis=None,
@@ -482,7 +522,42 @@ class StrayField:
         axes = (tuple(float(a) for a in axis),) if self.projected else tuple(_AXES[c] for c in "xyz")
         self.lx = fft_length(grid.nx, grid.pbc)
         self.ly = fft_length(grid.ny, grid.pbc)
-        self.rows = transfer_rows(grid, self.heights, self.side, self.z_derivative, axes)
+        self.terms = transfer_terms(grid, self.heights, self.side, self.z_derivative, axes)
+
+    def _product(self, Y: torch.Tensor, output: tuple, columns: slice) -> torch.Tensor:
+        """One output ``sum_{b, layer} (re + i im) Mk_b`` on every plane, for a block of columns.
+
+        ``Y`` holds the real and imaginary parts of the transformed magnetization in the block,
+        ``(..., 3, nz, 2, w, Ly)``; returns them for the output, ``(..., nh, 2, w, Ly)``. A real
+        kernel multiplies both parts at once (``i im (u + i v) = -im v + i im u`` for the imaginary
+        parts), so the kernel is never copied to complex. Every output has a real term, which
+        starts the sum.
+        """
+        acc = None
+        for b, (re, _) in enumerate(output):
+            for layer in range(self.grid.nz * (re is not None)):
+                kernel, source = re[:, layer, None, columns], Y[..., None, b, layer, :, :, :]
+                acc = kernel * source if acc is None else acc.addcmul_(kernel, source)
+        for b, (_, im) in enumerate(output):
+            for layer in range(self.grid.nz * (im is not None)):
+                kernel, source = im[:, layer, columns], Y[..., None, b, layer, :, :, :]
+                acc[..., 0, :, :].addcmul_(kernel, source[..., 1, :, :], value=-1)
+                acc[..., 1, :, :].addcmul_(kernel, source[..., 0, :, :])
+        return acc
+
+    def _block(self, X: torch.Tensor, columns: slice) -> torch.Tensor:
+        """y transforms and kernel products of a block of ``w`` kx columns.
+
+        ``X (..., 3, nz, w, ny)``: the x-transformed magnetization. Returns the x-transformed
+        outputs on the kept rows, ``(..., nh, ncomp, ny, w)`` complex.
+        """
+        Y = torch.fft.fft(X, n=self.ly, dim=-1) if self.ly > 1 else X
+        Y = torch.stack((Y.real, Y.imag), dim=-3)  # (..., 3, nz, 2, w, Ly)
+        parts = torch.stack([self._product(Y, output, columns) for output in self.terms], dim=-4)
+        Hk = torch.complex(parts[..., 0, :, :], parts[..., 1, :, :])  # (..., nh, ncomp, w, Ly)
+        if self.ly > 1:
+            Hk = torch.fft.ifft(Hk, dim=-1)[..., : self.grid.ny]
+        return Hk.transpose(-1, -2)
 
     def __call__(self, M: torch.Tensor) -> torch.Tensor:
         """Field (or its z-derivative) of ``M`` on the planes.
@@ -498,18 +573,17 @@ class StrayField:
         m^n. The height axis is dropped for a scalar height.
         """
         g = self.grid
-        Mk = torch.fft.rfft(M.movedim(-1, -4), n=self.lx, dim=-1)
-        if self.ly > 1:
-            Mk = torch.fft.fft(Mk, n=self.ly, dim=-2)
-        Mk = Mk.flatten(-4, -3)[..., None, None, :, :, :]  # (..., 1, 1, 3 nz, Ly, Kx)
-        Hk = self.rows[:, :, 0] * Mk[..., 0, :, :]  # (..., nh, ncomp, Ly, Kx)
-        for k in range(1, Mk.shape[-3]):
-            Hk.addcmul_(self.rows[:, :, k], Mk[..., k, :, :])
-        if self.ly > 1:
-            Hk = torch.fft.ifft(Hk, dim=-2)[..., : g.ny, :]
-        H = torch.fft.irfft(Hk, n=self.lx, dim=-1)[..., : g.nx]  # (..., nh, ncomp, ny, nx)
-        H = H.squeeze(-3) if self.projected else H.movedim(-3, -1)
-        return H.squeeze(-3 if self.projected else -4) if self.scalar else H
+        X = torch.fft.rfft(M.movedim(-1, -4), n=self.lx, dim=-1).transpose(-1, -2)  # (..., 3, nz, Kx, ny)
+        per_column = math.prod(M.shape[:-4]) * (3 * g.nz + len(self.heights) * len(self.terms)) * self.ly
+        width = max(1, _BLOCK_ELEMENTS // per_column)
+        Hk = torch.cat([self._block(X[..., start:start + width, :], slice(start, start + width))
+                        for start in range(0, X.shape[-2], width)], dim=-1)  # (..., nh, ncomp, ny, Kx)
+        planes = [torch.fft.irfft(Hk[..., plane, :, :, :], n=self.lx, dim=-1)[..., : g.nx]
+                  for plane in range(len(self.heights))]  # one plane at a time: bounded memory
+        planes = [H[..., 0, :, :] if self.projected else H.movedim(-3, -1) for H in planes]
+        if self.scalar:
+            return planes[0]
+        return torch.stack(planes, dim=-3 if self.projected else -4)
 
 
 def output_kind(*args):
