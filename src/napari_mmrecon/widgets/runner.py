@@ -20,8 +20,8 @@ Contract
 --------
 ``prepare()``
     Called on the GUI thread when Run is clicked. Reads the widget, validates it and returns a
-    ``Task``. A ``ValueError`` it raises becomes an error notification ``"<title>: <message>"``
-    and nothing runs.
+    ``Task``. A ``ValueError`` it raises (bad input) becomes an error notification
+    ``"<title>: <message>"`` and nothing runs; so does any other exception.
 ``Task.work(cancel)``
     A job in the protocol of ``napari_mmrecon.jobs``: a generator function taking a
     ``threading.Event``, run in a napari thread worker (``napari.qt.threading.thread_worker``).
@@ -149,7 +149,7 @@ class JobPanel(Container):
             return False
         try:
             task = self._prepare()
-        except ValueError as exc:
+        except Exception as exc:  # ValueError: bad input; anything else: a bug, still no dialog
             self.report_error(exc)
             return False
         self._task, self._cancel, self._outcome = task, threading.Event(), None
