@@ -64,29 +64,24 @@ def _exchange_stencil(grid: Grid, dtype, device) -> torch.Tensor:
     return out
 
 
-def _central_difference(f: torch.Tensor, axis: int, periodic: bool) -> torch.Tensor:
-    """``f[i + 1] - f[i - 1]`` along ``axis``; beyond the ends of an open axis ``f`` is 0."""
-    n = f.shape[axis]
-    d = torch.empty_like(f)
-    d.narrow(axis, 0, n - 1).copy_(f.narrow(axis, 1, n - 1))
-    last = d.narrow(axis, n - 1, 1)
+def _add_central_difference(h: torch.Tensor, f: torch.Tensor, axis: int, u: torch.Tensor, periodic: bool):
+    """``h += u (f[i + 1] - f[i - 1])`` along ``axis``, in place; beyond the ends of an open axis
+    ``f`` is 0. ``u`` is a pair ``(u, -u)`` of tensors broadcasting against ``h``."""
+    n = h.shape[axis]
+    plus, minus = u
+    h.narrow(axis, 0, n - 1).addcmul_(f.narrow(axis, 1, n - 1), plus)
+    h.narrow(axis, 1, n - 1).addcmul_(f.narrow(axis, 0, n - 1), minus)
     if periodic:
-        last.copy_(f.narrow(axis, 0, 1))
-    else:
-        last.zero_()
-    d.narrow(axis, 1, n - 1).sub_(f.narrow(axis, 0, n - 1))
-    if periodic:
-        d.narrow(axis, 0, 1).sub_(f.narrow(axis, n - 1, 1))
-    return d
+        h.narrow(axis, n - 1, 1).addcmul_(f.narrow(axis, 0, 1), plus)
+        h.narrow(axis, 0, 1).addcmul_(f.narrow(axis, n - 1, 1), minus)
 
 
-def _add_dmi(h: torch.Tensor, m: torch.Tensor, axis: int, comp: int, u: torch.Tensor, periodic: bool):
+def _add_dmi(h: torch.Tensor, m: torch.Tensor, axis: int, comp: int, u: tuple, periodic: bool):
     """Interfacial DMI along one in-plane axis, in place on planar ``h (nz, G, 3, ny, nx)``:
     ``h_c += u d m_z`` and ``h_z -= u d m_c`` with ``d`` the central difference along ``axis``
-    (``c = comp``: 0 for x, 1 for y); ``u = D / (mu0 Ms d)`` in A/m."""
-    both = _central_difference(m[:, :, comp:3:2 - comp], axis, periodic)  # d m_c, d m_z
-    h[:, :, comp].addcmul_(both[:, :, 1], u)
-    h[:, :, 2].addcmul_(both[:, :, 0], -u)
+    (``c = comp``: 0 for x, 1 for y); ``u = (u, -u)``, ``u = D / (mu0 Ms d)`` in A/m."""
+    _add_central_difference(h[:, :, comp], m[:, :, 2], axis, u, periodic)
+    _add_central_difference(h[:, :, 2], m[:, :, comp], axis, u[::-1], periodic)
 
 
 def _add_edges(h: torch.Tensor, m: torch.Tensor, axis: int, coeff: torch.Tensor):
@@ -139,7 +134,8 @@ class FusedLinearField:
         if has["dmi"]:
             for axis_index, comp, n, d in ((-1, 0, grid.nx, grid.dx), (-2, 1, grid.ny, grid.dy)):
                 if n > 1:
-                    self.dmi.append((axis_index, comp, _planar_coefficient(D / (MU0 * Ms * d))))
+                    u = _planar_coefficient(D / (MU0 * Ms * d))
+                    self.dmi.append((axis_index, comp, (u, -u)))
         self.conv = SpectralConvolution(grid, kernel)
 
     def _fold_anisotropy(self, kernel: dict, c: torch.Tensor):

@@ -28,19 +28,25 @@ DEFAULT_TORQUE_TOL = 1e-4
 """Default stop of ``relax``: max ``|m x H|/Ms``; skyrmion radii are then converged to ~0.02 %."""
 
 
+SWITCH_TORQUE = 3e-2
+"""Max torque ``|m x H|/Ms`` below which ``minimize`` changes its step rule from alternating
+Barzilai-Borwein lengths to ABBmin (see ``minimize``)."""
+
+ABB_RATIO = 0.5
+"""ABBmin: take the smallest recent short step while ``short / long`` is below this ratio."""
+
+ABB_MEMORY = 5
+"""ABBmin: number of recent short steps it takes the smallest of."""
+
+
 def _spatial_sum(t: torch.Tensor) -> torch.Tensor:
     return t.sum((-4, -3, -2, -1))
-
-
-def _per_state(t: torch.Tensor, value) -> torch.Tensor:
-    """Reshape a per-state quantity ``(B,)`` (or 0-d) to broadcast against ``(B, nz, ny, nx, 3)``."""
-    return value.reshape(value.shape + (1, 1, 1, 1)) if value.ndim else value
 
 
 def _normalize(m: torch.Tensor) -> torch.Tensor:
     """Unit vectors; zero vectors (vacuum cells) stay zero."""
     norm = torch.linalg.vector_norm(m, dim=-1, keepdim=True)
-    return m / torch.where(norm > 0, norm, torch.ones_like(norm))
+    return m / norm.clamp_min(torch.finfo(m.dtype).tiny)
 
 
 def _cancelled(cancel) -> bool:
@@ -67,27 +73,35 @@ class RelaxInfo:
 
 
 class _State:
-    """Field, energy and torque of the current magnetization, evaluated together."""
+    """Field, energy and torque of a magnetization, evaluated together."""
 
     def __init__(self, model: EnergyModel):
         self.model = model
-        zeeman = [t for t in model.terms if t.name == "zeeman"]
-        self.zeeman = zeeman[0] if zeeman else None
         Ms = model.Ms
+        self.Ms = Ms if Ms.ndim == 0 else Ms.unsqueeze(-1)
         self.inv_Ms = torch.where(Ms > 0, 1.0 / torch.where(Ms > 0, Ms, torch.ones_like(Ms)), torch.zeros_like(Ms))
         self.energy_scale = -0.5 * MU0 * model.grid.cell_volume
+        # per-cell sums over the 3 components as a product with a ones column: torch's reduction
+        # over a trailing axis of size 3 is 5x slower
+        self.ones = torch.ones((3, 1), dtype=model.grid.dtype, device=model.grid.device)
         self.evaluations = 0
 
     def evaluate(self, m: torch.Tensor):
-        """Return ``(H, E, d, torque)``: field (A/m), energy (J per state), descent direction
-        ``H - (m.H) m`` (A/m), and max torque per state."""
+        """Return ``(d, E, torque)`` for ``m (..., nz, ny, nx, 3)``: the descent direction
+        ``d = H - (m.H) m`` (A/m), the energy (J) and the max torque ``|m x H|/Ms``, per state."""
         self.evaluations += 1
         H = self.model.field(m)
-        h_energy = H if self.zeeman is None else H + self.zeeman.h
-        E = self.energy_scale * _spatial_sum(m * h_energy * self.model.Ms.unsqueeze(-1))
-        d = H - (m * H).sum(-1, keepdim=True) * m
-        torque = (torch.linalg.vector_norm(d, dim=-1) * self.inv_Ms).amax((-3, -2, -1))
-        return H, E, d, torque
+        mh = torch.matmul(m * H, self.ones)
+        d = torch.addcmul(H, mh, m, value=-1.0)
+        if self.model.zeeman is not None:  # linear term: counted twice in E = -mu0 V/2 sum Ms m.(H + H_zeeman)
+            mh = mh + torch.matmul(m * self.model.zeeman.h, self.ones)
+        E = self.energy_scale * _spatial_sum(mh * self.Ms)
+        norm = torch.linalg.vector_norm(d, dim=-1)
+        if self.inv_Ms.ndim == 0:
+            torque = norm.amax((-3, -2, -1)) * self.inv_Ms
+        else:
+            torque = (norm * self.inv_Ms).amax((-3, -2, -1))
+        return d, E, torque
 
 
 def _prepare(m0, grid: Grid, material: Material, external_field, bias_field):
@@ -98,14 +112,50 @@ def _prepare(m0, grid: Grid, material: Material, external_field, bias_field):
     return _normalize(mt.detach()), model, batch
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-state inner products of ``(B, ...)`` tensors, ``(B,)``, without a temporary."""
+    B = a.shape[0]
+    return torch.bmm(a.reshape(B, 1, -1), b.reshape(B, -1, 1)).reshape(B)
+
+
+class _StepRule:
+    """Step lengths ``tau`` (1/(A/m)) per state, kept on the host.
+
+    Far from a minimum (max torque above ``SWITCH_TORQUE``) it alternates the two
+    Barzilai-Borwein lengths ``long = s.s / s.y`` and ``short = s.y / y.y`` (Exl et al.,
+    J. Appl. Phys. 115, 17D118 (2014)); closer it uses ABBmin (Frassoldati, Zanni, Zanghirati,
+    J. Ind. Manag. Optim. 4, 299 (2008)): the smallest of the last ``ABB_MEMORY`` short lengths
+    while ``short / long < ABB_RATIO``, else the long one. Measured on skyrmions, standard problem
+    4 and a trilayer: 35 % fewer field evaluations than alternating throughout; from random
+    starts ABBmin alone stalls in metastable states, hence the switch.
+    """
+
+    def __init__(self, tau: np.ndarray):
+        self.tau = tau
+        self.shorts = np.full((ABB_MEMORY,) + tau.shape, np.inf)
+
+    def update(self, iteration: int, sy, ss, yy, torque, active):
+        """New lengths from the accepted step's ``s.y, s.s, y.y`` (per state)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            long, short = ss / sy, sy / yy
+        valid = np.isfinite(long) & np.isfinite(short) & (sy > 0)
+        self.shorts = np.roll(self.shorts, 1, axis=0)
+        self.shorts[0] = np.where(valid, short, np.inf)
+        alternate = long if iteration % 2 else short
+        abbmin = np.where(short < ABB_RATIO * long, self.shorts.min(axis=0), long)
+        new = np.where(torque > SWITCH_TORQUE, alternate, abbmin)
+        self.tau = np.where(active, np.where(valid, new, 2 * self.tau), self.tau)
+
+
 def minimize(model: EnergyModel, m0: torch.Tensor, tol: float = DEFAULT_TORQUE_TOL, max_iter: int = 50000,
              progress=None, cancel=None, progress_every: int = 10) -> tuple[torch.Tensor, RelaxInfo]:
     """Barzilai-Borwein steepest descent on the unit sphere with a monotone energy safeguard.
 
     The descent direction is the projected field ``d = H - (m.H) m``; a step is
-    ``m <- normalize(m + tau d)``. ``tau`` alternates the two Barzilai-Borwein lengths
-    (Exl et al., J. Appl. Phys. 115, 17D118 (2014)); a step that would raise the energy beyond
-    round-off is halved until it does not, so the energy never increases.
+    ``m <- normalize(m + tau d)`` with ``tau`` from ``_StepRule``; a step that would raise the
+    energy beyond round-off is halved until it does not, so the energy never increases. The
+    per-state scalars (energy, torque, the step rule's inner products) reach the host once per
+    field evaluation; everything else stays on the device.
 
     Parameters
     ----------
@@ -125,66 +175,73 @@ def minimize(model: EnergyModel, m0: torch.Tensor, tol: float = DEFAULT_TORQUE_T
     """
     start = time.perf_counter()
     state = _State(model)
+    shape = m0.shape
     with torch.no_grad():
-        m = m0
-        _, E, d, torque = state.evaluate(m)
-        history = [E.detach().clone()]
+        m = m0.reshape((-1,) + shape[-4:])
+        d, E_t, torque_t = state.evaluate(m)
         # first step: rotate the most strongly driven cell by about 0.01 rad
-        tau = 1e-2 / torch.linalg.vector_norm(d, dim=-1).amax((-3, -2, -1)).clamp_min(1e-300)
+        E, torque, d_max = _to_host(E_t, torque_t, torch.linalg.vector_norm(d, dim=-1).amax((-3, -2, -1)))
+        rule = _StepRule(1e-2 / np.maximum(d_max, 1e-300))
+        history = [E.copy()]
         converged = torque < tol
         iteration = 0
         cancelled = False
-        while not bool(converged.all()) and iteration < max_iter:
+        while not converged.all() and iteration < max_iter:
             if _cancelled(cancel):
                 cancelled = True
                 break
             iteration += 1
-            active = _per_state(m, ~converged)
-            m_new = _normalize(m + _per_state(m, tau) * d)
-            m_new = torch.where(active, m_new, m)
-            _, E_new, d_new, torque_new = state.evaluate(m_new)
-            slack = 1e-12 * E.abs() + 1e-30
-            for _ in range(60):  # backtracking: never accept an energy increase
-                bad = (E_new > E + slack) & ~converged
-                if not bool(bad.any()):
-                    break
-                tau = torch.where(bad, tau * 0.5, tau)
-                trial = _normalize(m + _per_state(m, tau) * d)
-                bad_b = _per_state(m, bad)
-                m_new = torch.where(bad_b, trial, m_new)
-                _, E_t, d_t, torque_t = state.evaluate(m_new)
-                d_new = torch.where(bad_b, d_t, d_new)
-                E_new = torch.where(bad, E_t, E_new)
-                torque_new = torch.where(bad, torque_t, torque_new)
-            s = m_new - m
-            y = d - d_new  # gradient difference (the gradient is -d)
-            sy = _spatial_sum(s * y)
-            if iteration % 2:
-                tau_bb = _spatial_sum(s * s) / sy
-            else:
-                tau_bb = sy / _spatial_sum(y * y)
-            good = torch.isfinite(tau_bb) & (tau_bb > 0)
-            tau = torch.where(good & ~converged, tau_bb, torch.where(converged, tau, tau * 2.0))
+            m_new, d_new, E_new, torque_new, sy, ss, yy = _accepted_step(state, m, d, E, rule, ~converged)
+            rule.update(iteration, sy, ss, yy, torque_new, ~converged)
             m, d = m_new, d_new
-            E = torch.where(converged, E, E_new)
-            torque = torch.where(converged, torque, torque_new)
+            E = np.where(converged, E, E_new)
+            torque = np.where(converged, torque, torque_new)
             converged = converged | (torque < tol)
-            history.append(E.detach().clone())
+            history.append(E.copy())
             if progress is not None and iteration % progress_every == 0:
                 progress(iteration, float(torque.max()), float(E.sum()))
         if progress is not None:
             progress(iteration, float(torque.max()), float(E.sum()))
+    unbatched = len(shape) == 4
     info = RelaxInfo(
         iterations=iteration,
-        max_torque=_scalar_or_array(torque),
-        energy=_scalar_or_array(E),
-        converged=_scalar_or_array(converged),
+        max_torque=torque[0].item() if unbatched else torque,
+        energy=E[0].item() if unbatched else E,
+        converged=bool(converged[0]) if unbatched else converged,
         wall_time=time.perf_counter() - start,
         cancelled=cancelled,
         field_evaluations=state.evaluations,
-        energy_history=history,
+        energy_history=[e[0] for e in history] if unbatched else history,
     )
-    return m, info
+    return m.reshape(shape), info
+
+
+def _to_host(*tensors) -> list:
+    """float64 numpy arrays (at least 1-d) of several tensors, in one transfer."""
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors]).cpu().numpy()
+    return np.split(flat, np.cumsum([t.numel() for t in tensors])[:-1])
+
+
+def _accepted_step(state: _State, m, d, E, rule: _StepRule, active):
+    """One minimizer step from ``m (B, nz, ny, nx, 3)`` along ``d``, halving ``rule.tau`` of the
+    states whose energy would rise until none does. Returns the new ``m, d``, and per state (host)
+    ``E, torque`` and the inner products ``s.y, s.s, y.y`` of ``s = dm``, ``y = -d(grad E)``."""
+    slack = 1e-12 * np.abs(E) + 1e-30
+    shape = (-1,) + (1,) * (m.ndim - 1)
+    active_t = None if active.all() else torch.as_tensor(active, device=m.device).reshape(shape)
+    for _ in range(60):
+        tau = torch.as_tensor(rule.tau, dtype=m.dtype, device=m.device).reshape(shape)
+        m_new = _normalize(torch.addcmul(m, tau, d))
+        if active_t is not None:
+            m_new = torch.where(active_t, m_new, m)
+        d_new, E_t, torque_t = state.evaluate(m_new)
+        s, y = m_new - m, d - d_new
+        E_new, torque, sy, ss, yy = _to_host(E_t, torque_t, _dot(s, y), _dot(s, s), _dot(y, y))
+        bad = active & (E_new > E + slack)
+        if not bad.any():
+            break
+        rule.tau = np.where(bad, 0.5 * rule.tau, rule.tau)
+    return m_new, d_new, E_new, torque, sy, ss, yy
 
 
 def _scalar_or_array(t: torch.Tensor):
@@ -313,7 +370,7 @@ def llg(m0, grid: Grid, material: Material, t_end: float, external_field=None, b
     count = magnetic.sum((-4, -3, -2))
 
     def record(m_now):
-        _, E, _, torque = state.evaluate(m_now)
+        _, E, torque = state.evaluate(m_now)
         series_t.append(t)
         series_m.append(((m_now * magnetic).sum((-4, -3, -2)) / count).cpu().numpy())
         series_E.append(E.cpu().numpy())
