@@ -54,6 +54,29 @@ def test_resample_smooth_function_to_coarser_pixels():
     np.testing.assert_allclose(out, np.sin(2 * np.pi * xc / 64e-9) * np.cos(2 * np.pi * yc / 64e-9), atol=0.03)
 
 
+@pytest.mark.parametrize("new_pixel", [1e-9, (1.25e-9, 1.2e-9), 7e-9, (6e-9, 4.5e-9), (6e-9, 1e-9)])
+def test_resample_samples_the_image_at_the_new_pixel_centres(new_pixel):
+    """f = sin(kx x) cos(ky y) on 2 x 1.5 nm pixels resampled up, down (by non-integer ratios too),
+    and differently along y and x. Shrinking by s first low-passes with a Gaussian of (s - 1) / 2
+    input pixels (here >= 1 pixel, where the sampled Gaussian acts like the continuous one), which
+    scales a sinusoid by exp(-(k sigma)^2 / 2); the rest is the linear-interpolation error, at most
+    (dy^2 ky^2 + dx^2 kx^2) / 8 for this f. Checked at the new pixel centres ((i + 1/2) dy', ...)."""
+    dy, dx, ny, nx = 2e-9, 1.5e-9, 48, 64
+    ky, kx = 2 * np.pi / 48e-9, 2 * np.pi / 64e-9
+    y, x = (np.arange(ny)[:, None] + 0.5) * dy, (np.arange(nx)[None, :] + 0.5) * dx
+    out = ip.resample(np.sin(kx * x) * np.cos(ky * y), (dy, dx), new_pixel)
+    ndy, ndx = np.broadcast_to(new_pixel, (2,))
+    assert out.shape == (round(ny * dy / ndy), round(nx * dx / ndx))
+    sigma_y, sigma_x = max(0.0, (ndy / dy - 1) / 2) * dy, max(0.0, (ndx / dx - 1) / 2) * dx
+    damping = np.exp(-((ky * sigma_y) ** 2 + (kx * sigma_x) ** 2) / 2)
+    yc, xc = (np.arange(out.shape[0])[:, None] + 0.5) * ndy, (np.arange(out.shape[1])[None, :] + 0.5) * ndx
+    expected = damping * np.sin(kx * xc) * np.cos(ky * yc)
+    margin_y, margin_x = 4 * sigma_y + 2 * dy, 4 * sigma_x + 2 * dx  # filter and interpolation edges
+    interior = ((yc > margin_y) & (yc < ny * dy - margin_y)) & ((xc > margin_x) & (xc < nx * dx - margin_x))
+    bound = ((dy * ky) ** 2 + (dx * kx) ** 2) / 8
+    assert np.abs(out - expected)[interior].max() < bound + 2e-4
+
+
 def test_crop_and_errors():
     assert ip.crop(SIGNAL, (5e-9, 10e-9), (10e-9, 20e-9), 1e-9).shape == (10, 20)
     with pytest.raises(ValueError, match="outside the image"):
@@ -64,3 +87,5 @@ def test_crop_and_errors():
         ip.plane_level(np.full((3, 3), np.nan))
     with pytest.raises(ValueError, match=r"image must be a 2-D array"):
         ip.line_level(np.zeros(5))
+    with pytest.raises(ValueError, match="shape must be two positive integers"):
+        ip.resample(SIGNAL, 1e-9, 2e-9, shape=(0, 5))

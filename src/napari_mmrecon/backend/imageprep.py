@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.transform import resize
 
 
 def _check_image(image, name: str = "image") -> np.ndarray:
@@ -79,23 +78,27 @@ def resample(image, pixel_size, new_pixel_size, shape=None) -> np.ndarray:
     image : (ny, nx) array
     pixel_size, new_pixel_size : (dy, dx) in metres, or one float for square pixels
     shape : (ny, nx), optional
-        Output shape; default the same physical extent at the new pixel size.
+        Output shape; default the same physical extent at the new pixel size (rounded).
 
     Returns
     -------
-    (ny', nx') float array whose pixel ``(i, j)`` covers the same area as the original image's
-    ``[i dy', (i + 1) dy') x [j dx', (j + 1) dx')``.
+    (ny', nx') float array: the image (low-passed by a Gaussian of ``(scale - 1) / 2`` input pixels
+    along an axis shrunk by ``scale``, as scikit-image does) linearly interpolated at the new pixel
+    centres ``((i + 1/2) dy', (j + 1/2) dx')``, measured from the same corner as the input's. Centres
+    beyond the outermost input centres take the edge value.
     """
     arr = _check_image(image)
     dy, dx = _pixel_size(pixel_size)
     ndy, ndx = _pixel_size(new_pixel_size, "new_pixel_size")
     if shape is None:
         shape = (max(1, round(arr.shape[0] * dy / ndy)), max(1, round(arr.shape[1] * dx / ndx)))
-    # skimage maps the full extent onto the output: crop the input to the output's extent first
-    extent_y, extent_x = shape[0] * ndy, shape[1] * ndx
-    rows, cols = min(arr.shape[0], round(extent_y / dy)), min(arr.shape[1], round(extent_x / dx))
-    anti_alias = ndy > dy or ndx > dx
-    return resize(arr[:rows, :cols], shape, order=1, mode="edge", anti_aliasing=anti_alias, preserve_range=True)
+    if len(shape) != 2 or any(int(n) != n or n < 1 for n in shape):
+        raise ValueError(f"shape must be two positive integers (ny, nx), got {shape!r}")
+    scale = (ndy / dy, ndx / dx)
+    sigma = [max(0.0, (s - 1) / 2) for s in scale]
+    smooth = ndimage.gaussian_filter(arr, sigma, mode="nearest") if max(sigma) > 0 else arr
+    centres = [(np.arange(int(n)) + 0.5) * s - 0.5 for n, s in zip(shape, scale)]  # in input pixels
+    return ndimage.map_coordinates(smooth, np.meshgrid(*centres, indexing="ij"), order=1, mode="nearest")
 
 
 def crop(image, origin, size, pixel_size) -> np.ndarray:
