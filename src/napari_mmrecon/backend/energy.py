@@ -15,6 +15,7 @@ from .terms import (
     UniaxialAnisotropyField,
     ZeemanField,
 )
+from .threads import threads_for
 
 TERM_NAMES = ("exchange", "dmi", "anisotropy", "zeeman", "demag")
 
@@ -43,11 +44,14 @@ class EnergyModel:
         self.grid = grid
         self.material = material
         self.batch = batch
+        self.term_names = tuple(terms)
         p = {name: material.parameter(name, grid, batch) for name in ("Ms", "A", "Ku", "D", "alpha")}
+        self.parameters = p
         self.Ms = p["Ms"]
         self.alpha = p["alpha"]
         ext = check_vector_field(external_field, grid, batch, "external_field")
         bias = check_vector_field(bias_field, grid, batch, "bias_field")
+        self.external_field, self.bias_field = ext, bias
         candidates = {
             "exchange": lambda: ExchangeField(grid, self.Ms, p["A"]),
             "dmi": lambda: InterfacialDMIField(grid, self.Ms, p["D"]),
@@ -73,14 +77,29 @@ class EnergyModel:
     def field(self, m: torch.Tensor) -> torch.Tensor:
         """Total effective field (A/m), ``(..., nz, ny, nx, 3)``; 0 in vacuum cells.
 
-        Uniform films take the fused path (``fused.FusedLinearField``).
+        Uniform films take the fused path (``fused.FusedLinearField``); small problems run on one
+        thread (``threads.threads_for``).
         """
-        if self.fused is not None:
-            return self.fused.field(m, None if self.zeeman is None else self.zeeman.h)
-        h = self.terms[0].field(m)
-        for term in self.terms[1:]:
-            h = h + term.field(m)
-        return h
+        with threads_for(m.numel() // 3):
+            if self.fused is not None:
+                return self.fused.field(m, None if self.zeeman is None else self.zeeman.h)
+            h = self.terms[0].field(m)
+            for term in self.terms[1:]:
+                h = h + term.field(m)
+            return h
+
+    def select(self, index) -> "EnergyModel":
+        """The model of the states ``index`` (a sequence of ints) of a batch: per-state
+        parameters and fields indexed, shared ones kept."""
+        g = self.grid
+        rows = torch.as_tensor(index, dtype=torch.long, device=g.device)
+        changes = {}
+        for name, value in self.parameters.items():
+            if value.ndim == 4:  # per state: (B, 1, 1, 1) or a (B, nz, ny, nx) map
+                picked = value[rows]
+                changes[name] = picked if tuple(picked.shape[1:]) == g.shape else picked.reshape(-1)
+        ext, bias = (None if f is None else f[rows] if f.ndim == 5 else f for f in (self.external_field, self.bias_field))
+        return EnergyModel(g, self.material.replace(**changes), ext, bias, batch=len(rows), terms=self.term_names)
 
     def energies(self, m: torch.Tensor) -> dict:
         """Energy per term and ``"total"`` (J); 0-d tensors, or ``(B,)`` for a batch.
