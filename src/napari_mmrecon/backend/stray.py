@@ -78,7 +78,8 @@ ALIAS_CUTOFF = 40.0
 _CHUNK = 1 << 17
 """Elements per vectorized chunk of the kernel construction (bounds its memory)."""
 _BLOCK_ELEMENTS = 1 << 17
-"""Complex numbers per block of kx columns when applying ``StrayField`` (about 2 MB)."""
+"""Real numbers of the y-transformed magnetization per block of kx columns in ``StrayField``
+(1 MB in float64): the block stays in cache while every plane and output use it."""
 
 _COMPUTED = ("xx", "yy", "xy", "xz", "yz")
 _PARITY_YX = {"xx": (1, 1), "yy": (1, 1), "zz": (1, 1), "xy": (-1, -1), "xz": (1, -1), "yz": (-1, 1)}
@@ -545,19 +546,20 @@ class StrayField:
                 acc[..., 1, :, :].addcmul_(kernel, source[..., 0, :, :])
         return acc
 
-    def _block(self, X: torch.Tensor, columns: slice) -> torch.Tensor:
-        """y transforms and kernel products of a block of ``w`` kx columns.
+    def _block(self, X: torch.Tensor, columns: slice, out: torch.Tensor) -> None:
+        """y transforms and kernel products of a block of ``w`` kx columns, written into ``out``.
 
-        ``X (..., 3, nz, w, ny)``: the x-transformed magnetization. Returns the x-transformed
-        outputs on the kept rows, ``(..., nh, ncomp, ny, w)`` complex.
+        ``X (..., 3, nz, w, ny)``: the x-transformed magnetization of the block. ``out`` is the
+        complex ``(..., nh, ncomp, ny, Kx)``: the x-transformed outputs on the kept rows.
         """
         Y = torch.fft.fft(X, n=self.ly, dim=-1) if self.ly > 1 else X
         Y = torch.stack((Y.real, Y.imag), dim=-3)  # (..., 3, nz, 2, w, Ly)
-        parts = torch.stack([self._product(Y, output, columns) for output in self.terms], dim=-4)
-        Hk = torch.complex(parts[..., 0, :, :], parts[..., 1, :, :])  # (..., nh, ncomp, w, Ly)
-        if self.ly > 1:
-            Hk = torch.fft.ifft(Hk, dim=-1)[..., : self.grid.ny]
-        return Hk.transpose(-1, -2)
+        for index, output in enumerate(self.terms):
+            parts = self._product(Y, output, columns)
+            Hk = torch.complex(parts[..., 0, :, :], parts[..., 1, :, :])  # (..., nh, w, Ly)
+            if self.ly > 1:
+                Hk = torch.fft.ifft(Hk, dim=-1)[..., : self.grid.ny]
+            out[..., index, :, columns] = Hk.transpose(-1, -2)
 
     def __call__(self, M: torch.Tensor) -> torch.Tensor:
         """Field (or its z-derivative) of ``M`` on the planes.
@@ -573,17 +575,21 @@ class StrayField:
         m^n. The height axis is dropped for a scalar height.
         """
         g = self.grid
-        X = torch.fft.rfft(M.movedim(-1, -4), n=self.lx, dim=-1).transpose(-1, -2)  # (..., 3, nz, Kx, ny)
-        per_column = math.prod(M.shape[:-4]) * (3 * g.nz + len(self.heights) * len(self.terms)) * self.ly
-        width = max(1, _BLOCK_ELEMENTS // per_column)
-        Hk = torch.cat([self._block(X[..., start:start + width, :], slice(start, start + width))
-                        for start in range(0, X.shape[-2], width)], dim=-1)  # (..., nh, ncomp, ny, Kx)
-        planes = [torch.fft.irfft(Hk[..., plane, :, :, :], n=self.lx, dim=-1)[..., : g.nx]
-                  for plane in range(len(self.heights))]  # one plane at a time: bounded memory
-        planes = [H[..., 0, :, :] if self.projected else H.movedim(-3, -1) for H in planes]
+        batch = M.shape[:-4]
+        padded = M.new_zeros(batch + (3, g.nz, g.ny, self.lx))
+        padded[..., : g.nx] = M.movedim(-1, -4)
+        X = torch.fft.rfft(padded, dim=-1).transpose(-1, -2)  # (..., 3, nz, Kx, ny)
+        kx = X.shape[-2]
+        out = X.new_empty(batch + (len(self.heights), len(self.terms), g.ny, kx))
+        width = max(1, _BLOCK_ELEMENTS // (math.prod(batch) * 3 * g.nz * self.ly))
+        for start in range(0, kx, width):
+            columns = slice(start, start + width)
+            self._block(X[..., columns, :], columns, out)
+        H = torch.stack([torch.fft.irfft(out[..., plane, :, :, :], n=self.lx, dim=-1)[..., : g.nx]
+                         for plane in range(len(self.heights))], dim=-4)  # (..., nh, ncomp, ny, nx)
         if self.scalar:
-            return planes[0]
-        return torch.stack(planes, dim=-3 if self.projected else -4)
+            H = H.select(-4, 0)
+        return H.select(-3, 0) if self.projected else H.movedim(-3, -1)
 
 
 def output_kind(*args):
