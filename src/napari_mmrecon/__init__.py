@@ -5,6 +5,10 @@ The public API (../shared/DESIGN.md section 3) is re-exported here from ``backen
 
 from .backend import (
     GAMMA,
+    FitProgress,
+    FitResult,
+    fit_parameters,
+    topological_charge,
     Cantilever,
     MFMMeasurement,
     PointDipoleTip,
@@ -37,6 +41,7 @@ from .io import OVFError, TiffError, read_ovf, read_tiff, write_ovf, write_tiff
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitProgress", "FitResult", "fit_parameters", "topological_charge",
     "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "StrayFieldMeasurement", "add_noise",
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift", "stray_field",
     "stray_field_projection",

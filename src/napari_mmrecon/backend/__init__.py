@@ -26,3 +26,7 @@ from .mfm import (
 __all__ += ["Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "StrayFieldMeasurement",
             "add_noise", "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
             "stray_field", "stray_field_projection"]
+from .analysis import topological_charge
+from .fitting import FitProgress, FitResult, fit_parameters
+
+__all__ += ["FitProgress", "FitResult", "fit_parameters", "topological_charge"]

@@ -100,6 +100,65 @@ def skyrmion(grid: Grid, radius: float, center=None, polarity: int = -1, chirali
     return _layers(grid, _normalized(_skyrmion_field(X, Y, center, radius, wall_width, polarity, chirality)))
 
 
+def skyrmions(grid: Grid, centers, radius: float, polarity: int = -1, chirality: int = 1,
+              wall_width: float | None = None) -> np.ndarray:
+    """Neel skyrmions at the given centres, each cell taking the profile of its nearest centre.
+
+    Parameters
+    ----------
+    centers : array-like (n, 2)
+        Skyrmion centres ``(x, y)`` in metres (n >= 1).
+    radius, polarity, chirality, wall_width
+        As for ``skyrmion`` (the same for all).
+
+    Returns
+    -------
+    ndarray ``(nz, ny, nx, 3)``, unit vectors.
+    """
+    wall_width = radius / 3 if wall_width is None else wall_width
+    _check_skyrmion_args(radius, wall_width, polarity, chirality)
+    centers = np.asarray(centers, dtype=float)
+    if centers.ndim != 2 or centers.shape[1] != 2 or len(centers) == 0 or not np.all(np.isfinite(centers)):
+        raise ValueError(f"centers must be a non-empty (n, 2) array of (x, y) in metres, got shape {centers.shape}")
+    X, Y = _plane_coordinates(grid)
+    d = np.hypot(X[..., None] - centers[:, 0], Y[..., None] - centers[:, 1])  # (ny, nx, n)
+    nearest = np.argmin(d, axis=-1)
+    m = _skyrmion_field(X, Y, (centers[nearest, 0], centers[nearest, 1]), radius, wall_width, polarity, chirality)
+    return _layers(grid, _normalized(m))
+
+
+def random_skyrmion_centers(grid: Grid, count: int, min_distance: float, margin: float = 0.0,
+                            seed: int = 0, max_tries: int = 100000) -> np.ndarray:
+    """``count`` random centres ``(x, y)`` (m), at least ``min_distance`` apart and ``margin`` from the
+    edges, drawn uniformly by rejection from ``seed``; ``ValueError`` if they do not fit."""
+    rng = np.random.default_rng(seed)
+    lx, ly, _ = grid.size
+    if not (0 <= 2 * margin < min(lx, ly)):
+        raise ValueError(f"margin ({margin!r} m) leaves no room in a {lx:g} x {ly:g} m film")
+    centers = []
+    for _ in range(max_tries):
+        p = rng.uniform((margin, margin), (lx - margin, ly - margin))
+        if all(math.hypot(*(p - q)) >= min_distance for q in centers):
+            centers.append(p)
+            if len(centers) == count:
+                return np.array(centers)
+    raise ValueError(f"could not place {count} skyrmions {min_distance:g} m apart in a {lx:g} x {ly:g} m film")
+
+
+def random_skyrmions(grid: Grid, count: int, radius: float, min_distance: float | None = None,
+                     margin: float | None = None, seed: int = 0, polarity: int = -1, chirality: int = 1,
+                     wall_width: float | None = None) -> np.ndarray:
+    """``count`` Neel skyrmions at random positions (deterministic from ``seed``).
+
+    ``min_distance`` between centres defaults to ``4 radius``, ``margin`` from the edges to
+    ``2 radius``. Returns ``(nz, ny, nx, 3)`` unit vectors.
+    """
+    min_distance = 4 * radius if min_distance is None else min_distance
+    margin = 2 * radius if margin is None else margin
+    centers = random_skyrmion_centers(grid, count, min_distance, margin, seed)
+    return skyrmions(grid, centers, radius, polarity, chirality, wall_width)
+
+
 def skyrmion_lattice(grid: Grid, spacing: float, radius: float, polarity: int = -1, chirality: int = 1,
                      wall_width: float | None = None, offset=(0.0, 0.0), angle: float = 0.0) -> np.ndarray:
     """A hexagonal lattice of Neel skyrmions.
