@@ -431,9 +431,17 @@ def periodic_transfer(grid: Grid, heights: torch.Tensor, side: str, order: int) 
 
 
 def _spectrum(grid: Grid, heights: torch.Tensor, side: str, order: int) -> dict:
-    """Open or periodic kernel spectrum (real parts; ``xz``, ``yz`` imaginary) in ``grid.dtype``."""
+    """Open or periodic kernel spectrum (real parts; ``xz``, ``yz`` imaginary) in ``grid.dtype``,
+    ``(nh, nz, Kx, Ly)``; built one plane at a time, so that the float64 intermediates of only one
+    plane are alive beside the result."""
     build = periodic_transfer if grid.pbc else _open_spectrum
-    return {name: value.to(grid.dtype) for name, value in build(grid, heights, side, order).items()}
+    out = {}
+    for plane in range(heights.shape[0]):
+        for name, value in build(grid, heights[plane : plane + 1], side, order).items():
+            if name not in out:
+                out[name] = value.new_empty(heights.shape[:1] + value.shape[1:], dtype=grid.dtype)
+            out[name][plane] = value[0]
+    return out
 
 
 def _combine(pairs: list):
