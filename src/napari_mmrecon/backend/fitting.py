@@ -32,6 +32,7 @@ from .bias import bias_from_shape, bias_shape, perpendicular_estimate, texture_f
 from .equilibrium import EquilibriumSettings
 from .fit_objective import ConfigurationLost, FitCancelled, Objective, Parameterization
 from .fit_optimizers import OPTIMIZERS, FitProgress, StopRule, gradient_descent, levenberg_marquardt
+from .analysis import topological_charge
 from .grid import Grid, Material
 from .measurement import check_measurement, plane_distance, with_plane_distance
 
@@ -286,6 +287,8 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     objective = Objective(grid, measurement, grid.tensor(image), param, settings, m_start, fixed_bias, gradient,
                           unrolled_steps)
     objective.bias_weights = tuple(bias_penalty)
+    if m0 is not None:  # the given texture defines the configuration to keep
+        objective.charge = topological_charge(m_start)
 
     rule = StopRule(max_iter=max_iter, loss_tol=loss_tol)
     history: list = []
@@ -314,7 +317,11 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         except FitCancelled:
             cancelled = True
         except ConfigurationLost:
-            if held_scale is None or fixed_bias is None or inserted >= MAX_BIAS_INSERTIONS:
+            if held_scale is None:
+                raise ValueError("the starting magnetization changes topology (a skyrmion collapses or appears) "
+                                 "when relaxed at the initial parameters: start closer to the true values, or "
+                                 "hold the texture with a bias (bias='target')") from None
+            if fixed_bias is None or inserted >= MAX_BIAS_INSERTIONS:
                 message = (f"the texture changes topology (a skyrmion collapses or appears) when the bias is lowered "
                            f"to {scale:g} of its strength; the result is the fit at {held_scale:g} of the bias")
                 converged = False
