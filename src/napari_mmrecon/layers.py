@@ -27,6 +27,13 @@ free name), ``unit`` (``"A/m"``, ``"Hz"``, ``"deg"``, ``""`` if unknown), ``pixe
 ``[dy, dx]`` (m) and, for simulated images, ``side``, ``height`` (m), ``tip``
 (``Probe.tip_parameters``), ``cantilever`` (``{"k" N/m, "f0" Hz, "Q"}``) and ``relaxed`` (bool).
 
+Layers made by the parameter fit (``fit_layers``: the simulated image, the residual and the
+fitted magnetization) add ``fit``: ``fitting_job.fit_record`` of the result (``names``,
+``values`` and ``uncertainty`` (1 sigma) in SI, ``units``, ``correlation``, ``loss``,
+``loss_history``, ``converged``, ``cancelled``, ``message``, ``measurement``, ...), or while the
+fit runs ``{"running": True, "stage", "iteration", "loss", "values"}``; the images also carry
+``target`` (the name of the fitted image's layer or file).
+
 Images with ``nz == 1`` (and their layers) are 2-D ``(ny, nx)``; thicker films give 3-D
 ``(nz, ny, nx)`` layers. ``translate`` puts the centre of pixel 0 at ``(dy/2, dx/2)`` nm, the
 cell centre of the backend's grid.
@@ -60,7 +67,7 @@ MIN_IN_PLANE = 0.25
 """Films of one layer: cells tilted less than ~15 degrees from the normal get no arrow (it would
 be a dot; the mz image shows them), so the arrows trace the walls and their chirality."""
 
-SIGNED_QUANTITIES = ("Hx", "Hy", "Hz", "frequency_shift", "phase", "mz")
+SIGNED_QUANTITIES = ("Hx", "Hy", "Hz", "frequency_shift", "phase", "mz", "residual")
 _LENGTH_UNITS = {"meter": 1.0, "millimeter": 1e3, "micrometer": 1e6, "nanometer": 1e9, "angstrom": 1e10,
                  "picometer": 1e12}
 """pint unit names (napari ``layer.units``) -> units per metre (exact integers: 5 um -> 5e-6 exactly)."""
@@ -301,6 +308,40 @@ def simulation_layers(result, source: str = "") -> list[tuple]:
               "relaxed": result.relax_info is not None}
     return [image_layer(image.data, (dy, dx), image.name, image.quantity, image.unit, side=image.side,
                         height=image.height, **common) for image in result.images]
+
+
+def fit_layers(simulated, residual, grid: Grid, name: str, quantity: str, unit: str, material, fit: dict,
+               m=None, source: str = "") -> list[tuple]:
+    """Layer data tuples of a parameter fit (or of its state so far).
+
+    Parameters
+    ----------
+    simulated, residual : ndarray (ny, nx)
+        The simulated image and ``simulated - target``, in ``unit``.
+    grid : Grid
+        The fitted film (cell sizes give the layers' scale).
+    name : str
+        The target's name: layers ``"<name> simulated"``, ``"<name> residual"`` and, with ``m``,
+        the magnetization layers ``"<name> fitted m"`` (+ ``" arrows"``).
+    quantity, unit : str
+        What the images are (``"Hz"``, ``"A/m"``, ...); the residual's quantity is ``"residual"``.
+    material : Material or dict
+        The fitted (or current) material.
+    fit : dict
+        The ``fit`` metadata entry (module docstring).
+    m : ndarray (nz, ny, nx, 3), optional
+        The relaxed magnetization at the fitted parameters.
+    """
+    common = {"grid": grid, "material": material, "source": source, "target": name, "fit": fit}
+    pixel = (grid.dy, grid.dx)
+    out = [image_layer(simulated, pixel, f"{name} simulated", quantity, unit, **common),
+           image_layer(residual, pixel, f"{name} residual", "residual", unit, **common)]
+    if m is not None:
+        state = magnetization_layers(m, grid, material, name=f"{name} fitted m", source=source)
+        for _, kwargs, _ in state:
+            kwargs["metadata"][METADATA_KEY]["fit"] = fit
+        out += state
+    return out
 
 
 def pixel_size(layer, fallback: float | None = None) -> tuple[float, float]:

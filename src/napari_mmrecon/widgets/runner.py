@@ -35,7 +35,10 @@ Contract
 Cancel
     Sets the ``cancel`` event (pass it to the backend: ``relax(..., cancel=cancel)``) and quits
     the worker, which stops the generator at its next yield. After Cancel, ``on_result`` is not
-    called; partial results already delivered stay.
+    called; partial results already delivered stay. A job that stops by itself soon after
+    ``cancel`` is set and returns what it has (a fit returning its best state so far) says so with
+    ``Task(keep_on_cancel=True)``: Cancel then only sets the event, later items are not shown, and
+    the returned result goes to ``on_result`` (status "cancelled: kept the result so far").
 Errors
     Any exception from ``work``, ``on_partial`` or ``on_result`` becomes a napari error
     notification naming the problem (the message of a ``ValueError`` or ``OSError``, else the
@@ -72,6 +75,7 @@ class Task:
     work: Callable[[threading.Event], Job]
     on_result: Callable[[Any], None]
     on_partial: Callable[[Any], None] | None = None
+    keep_on_cancel: bool = False
 
 
 @dataclass
@@ -82,14 +86,15 @@ class _Outcome:
     error: BaseException | None = None
 
 
-def _guarded(work: Callable[[threading.Event], Job], cancel: threading.Event):
+def _guarded(work: Callable[[threading.Event], Job], cancel: threading.Event, keep_on_cancel: bool = False):
     """``work(cancel)`` with its exceptions turned into an ``_Outcome`` and stopped (closed, in
-    the worker thread) at the first item it yields after ``cancel`` is set."""
+    the worker thread) at the first item it yields after ``cancel`` is set, unless
+    ``keep_on_cancel`` (then it runs to its own end and its result is kept)."""
     job = work(cancel)
     try:
         while True:
             item = next(job)
-            if cancel.is_set():
+            if cancel.is_set() and not keep_on_cancel:
                 return _Outcome()
             yield item
     except StopIteration as stop:
@@ -153,7 +158,8 @@ class JobPanel(Container):
             self.report_error(exc)
             return False
         self._task, self._cancel, self._outcome = task, threading.Event(), None
-        worker = thread_worker(_guarded, start_thread=False, ignore_errors=True)(task.work, self._cancel)
+        worker = thread_worker(_guarded, start_thread=False, ignore_errors=True)(task.work, self._cancel,
+                                                                                 task.keep_on_cancel)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
@@ -170,7 +176,8 @@ class JobPanel(Container):
         if self.worker is None:
             return
         self._cancel.set()
-        self.worker.quit()
+        if not self._task.keep_on_cancel:
+            self.worker.quit()
         self.status.value = "cancelling..."
 
     # ------------------------------------------------------------------ worker signals (GUI thread)
@@ -194,7 +201,7 @@ class JobPanel(Container):
         self.worker, self._task = None, None
         self.cancel_button.enabled = False
         self.progress.max, self.progress.value = 1000, 0
-        if self._cancel.is_set():
+        if self._cancel.is_set() and not (task.keep_on_cancel and outcome is not None and outcome.error is None):
             self.status.value = "cancelled"
         elif outcome is None:
             self.status.value = "stopped"
@@ -202,7 +209,9 @@ class JobPanel(Container):
             self.report_error(outcome.error)
         elif self._deliver(task.on_result, outcome.result):
             self.progress.value = 1000
-            self.status.value = f"done in {time.perf_counter() - self._started:.1f} s"
+            elapsed = time.perf_counter() - self._started
+            self.status.value = (f"cancelled: kept the result so far ({elapsed:.1f} s)" if self._cancel.is_set()
+                                 else f"done in {elapsed:.1f} s")
 
     # ------------------------------------------------------------------ helpers
 

@@ -1,0 +1,317 @@
+"""Dock widget "Physics relaxation / fit": material parameters from a stray-field or MFM image.
+
+Takes a target Image layer (its pixel size from the layer, or a pixel-size field), what it
+measures (stray-field component, or MFM tip, cantilever and quantity; height and side), the film
+thickness, starting values of Ms, A, Ku and D in the units magneticians use with a check box per
+parameter to fit (and the height and an image offset), the bias option, the optimizer and an
+optional starting magnetization (any magnetization layer of this plugin). Run fits in a thread
+worker (``fitting_job.fit`` in a ``runner.JobPanel``): layers ``"<target> simulated"`` and
+``"<target> residual"`` appear after the first iteration and are updated in place as the fit
+goes; at the end (or on Cancel, with the best state so far) they carry the fitted values and
+uncertainties in metadata, the relaxed magnetization is added as ``"<target> fitted m"`` layers,
+and the parameter table below the buttons shows value, 1-sigma uncertainty and start ("Copy
+table" puts ``FitResult.table()``, SI and tab-separated, on the clipboard). This module only
+reads fields and converts units.
+
+Python equivalent of one click on a layer ``"Hz top 10 nm"`` of 1 nm pixels::
+
+    from napari_mmrecon import Grid, Material, StrayFieldMeasurement, fitting_job, jobs
+    grid = Grid(nx=64, ny=64, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
+    measurement = StrayFieldMeasurement(height=10e-9, side="top", component="z")
+    result = jobs.run(fitting_job.fit(viewer.layers["Hz top 10 nm"].data, grid, measurement,
+                                      Material(Ms=7e5, A=1.2e-11, Ku=1e6, D=2.5e-3)))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox, Table
+from napari.layers import Image
+from napari.viewer import Viewer
+from qtpy.QtWidgets import QAbstractItemView, QApplication
+
+from .. import layers as layer_data
+from ..backend import Cantilever, Grid, Material, MFMMeasurement, PointDipoleTip, PointMonopoleTip, \
+    StrayFieldMeasurement
+from ..backend.fit_optimizers import OPTIMIZERS
+from ..backend.fitting import BIAS_OPTIONS, MATERIAL_PARAMETERS
+from ..backend.measurement import plane_distance
+from ..fitting_job import FitOptions, FitSnapshot, fit, fit_record, measurement_from_metadata, \
+    measurement_quantity, validate
+from ..simulation import check_grid_size
+from .dock import ScrollableDock
+from .fields import parse_number
+from .layer_io import add_layers
+from .runner import JobPanel, Task
+
+TITLE = "Physics relaxation / fit"
+NM = 1e-9
+KINDS = ("stray field", "MFM")
+TIPS = ("point dipole", "point monopole")
+MFM_QUANTITIES = (("frequency shift (Hz)", "frequency_shift"), ("phase (deg)", "phase"))
+PARAMETER_FIELDS = {"Ms": ("Ms (kA/m)", 1e3, 580.0, 10.0), "A": ("A (pJ/m)", 1e-12, 15.0, 0.5),
+                    "Ku": ("Ku (MJ/m³)", 1e6, 0.8, 0.05), "D": ("D (mJ/m²)", 1e-3, 3.0, 0.1)}
+"""Material parameter -> (field label, SI value of one field unit, default, step)."""
+DISPLAY_UNITS = {"Ms": ("kA/m", 1e3), "A": ("pJ/m", 1e-12), "Ku": ("MJ/m³", 1e6), "D": ("mJ/m²", 1e-3),
+                 "height": ("nm", 1e-9)}
+"""Parameter -> (unit shown in the table, SI value of one unit); the offset is in the image's units."""
+TABLE_COLUMNS = ("value", "± 1σ", "unit", "start")
+NO_START = "shaped from the target"
+
+
+def _section(title: str, widgets: list) -> list:
+    """A bold header and a labelled container of ``widgets``."""
+    return [Label(value=f"<b>{title}</b>"), Container(widgets=widgets, labels=True)]
+
+
+class FitWidget(Container):
+    """The "Physics relaxation / fit" dock widget (see the module docstring).
+
+    Attributes for callers and tests: ``panel`` (the ``JobPanel``), ``table`` (the parameter
+    table), ``summary`` (how the fit ended), ``copy_button``, ``result`` (the last ``FitResult``).
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+    """
+
+    def __init__(self, napari_viewer: Viewer):
+        self.viewer = napari_viewer
+        self.result = None
+        # target
+        self.target = ComboBox(choices=self._target_choices, label="target image")
+        self.pixel_nm = FloatSpinBox(value=0.0, min=0.0, max=1e5, step=0.5, label="pixel size if none (nm)",
+                                     tooltip="for layers without physical scale (0: refuse them)")
+        # measurement
+        self.kind = ComboBox(choices=KINDS, value="stray field", label="measurement")
+        self.component = ComboBox(choices=("z", "x", "y"), value="z", label="field component")
+        self.height_nm = FloatSpinBox(value=10.0, min=-1e5, max=1e5, step=1.0, label="height / lift (nm)")
+        self.side = ComboBox(choices=("top", "bottom"), value="top", label="side")
+        self.quantity = ComboBox(choices=MFM_QUANTITIES, value="frequency_shift", label="MFM image")
+        self.tip = ComboBox(choices=TIPS, value="point dipole", label="tip")
+        self.tip_moment = LineEdit(value="1e-16", label="tip moment (A·m²)")
+        self.tip_charge = LineEdit(value="1e-9", label="tip charge (A·m)")
+        self.k = FloatSpinBox(value=3.0, min=-1e4, max=1e4, step=0.1, label="spring constant k (N/m)")
+        self.f0_kHz = FloatSpinBox(value=75.0, min=-1e6, max=1e6, label="resonance f0 (kHz)")
+        self.Q = FloatSpinBox(value=200.0, min=-1e7, max=1e7, label="quality factor Q")
+        # film
+        self.nz = SpinBox(value=1, min=1, max=10_000, label="nz (cells)")
+        self.thickness_nm = FloatSpinBox(value=1.0, min=-1e4, max=1e4, step=0.5, label="film thickness (nm)")
+        self.pbc = CheckBox(value=False, text="periodic in-plane")
+        # starting values and what to fit
+        self.values = {key: FloatSpinBox(value=default, min=-1e6, max=1e6, step=step)
+                       for key, (_, _, default, step) in PARAMETER_FIELDS.items()}
+        self.fitted = {key: CheckBox(value=True, text="fit") for key in PARAMETER_FIELDS}
+        self.fitted["height"] = CheckBox(value=False, text="height")
+        self.fitted["offset"] = CheckBox(value=False, text="image offset")
+        rows = [Container(widgets=[self.values[key], self.fitted[key]], layout="horizontal", labels=False,
+                          label=label) for key, (label, *_) in PARAMETER_FIELDS.items()]
+        rows.append(Container(widgets=[self.fitted["height"], self.fitted["offset"]], layout="horizontal",
+                              labels=False, label="also fit"))
+        # how to fit
+        self.bias = ComboBox(choices=BIAS_OPTIONS, value="target", label="bias field")
+        self.bias_strength = FloatSpinBox(value=0.2, min=-1e3, max=1e3, step=0.05, label="bias strength (× H_K)",
+                                          tooltip="in units of the anisotropy field 2 Ku / (μ0 Ms)")
+        self.optimizer = ComboBox(choices=OPTIMIZERS, value="levenberg-marquardt", label="optimizer")
+        self.max_iter = SpinBox(value=100, min=1, max=100_000, label="max iterations")
+        self.relax_tol = LineEdit(value="1e-8", label="relaxation stop (torque)")
+        self.start = ComboBox(choices=self._start_choices, label="starting m")
+        self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Fit")
+        # results
+        self.table = Table(value=[], columns=TABLE_COLUMNS)
+        self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.summary = Label(value="")
+        self.copy_button = PushButton(text="Copy table", enabled=False)
+
+        self._mfm_section = [self.quantity, self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q]
+        super().__init__(
+            widgets=[
+                *_section("Target", [self.target, self.pixel_nm]),
+                *_section("Measurement", [self.kind, self.component, self.height_nm, self.side,
+                                          *self._mfm_section]),
+                *_section("Film", [self.nz, self.thickness_nm, self.pbc]),
+                *_section("Starting values", rows),
+                *_section("Fit", [self.bias, self.bias_strength, self.optimizer, self.max_iter, self.relax_tol,
+                                  self.start]),
+                self.panel,
+                Label(value="<b>Result</b>"), self.table, self.summary, self.copy_button,
+            ],
+            labels=False,
+        )
+        self.native.layout().addStretch()
+        for widget in (self.kind, self.tip, self.bias):
+            widget.changed.connect(self._update_visibility)
+        self.target.changed.connect(self._fill_from_target)
+        self.start.changed.connect(self._fill_from_start)
+        self.copy_button.changed.connect(self.copy_table)
+        self._update_visibility()
+        self._fill_from_target()
+
+    # ------------------------------------------------------------------ choices and prefill
+
+    def _target_choices(self, _widget=None) -> list:
+        """2-D Image layers that are not magnetization layers."""
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, Image) and not layer.rgb and layer.ndim == 2
+                and not layer_data.is_magnetization_layer(layer)]
+
+    def _start_choices(self, _widget=None) -> list:
+        """The texture shaped from the target (None), then every magnetization layer."""
+        return [(NO_START, None)] + [(layer.name, layer) for layer in self.viewer.layers
+                                     if layer_data.is_magnetization_layer(layer)]
+
+    def _update_visibility(self) -> None:
+        mfm = self.kind.value == "MFM"
+        self.component.visible = not mfm
+        for widget in self._mfm_section:
+            widget.visible = mfm
+        self.tip_moment.visible = mfm and self.tip.value == "point dipole"
+        self.tip_charge.visible = mfm and self.tip.value == "point monopole"
+        self.bias_strength.visible = self.bias.value != "none"
+
+    def _fill_film(self, grid: dict) -> None:
+        if all(isinstance(grid.get(key), (int, float)) for key in ("nz", "dz")):
+            self.nz.value = int(grid["nz"])
+            self.thickness_nm.value = grid["nz"] * grid["dz"] / NM
+            self.pbc.value = bool(grid.get("pbc", False))
+
+    def _fill_from_target(self) -> None:
+        """Measurement and film from the target's metadata, when a simulation made it."""
+        layer = self.target.value
+        if layer is None:
+            return
+        meta = layer_data.mmrecon_metadata(layer)
+        self._fill_film(meta.get("grid") or {})
+        measurement = measurement_from_metadata(meta)
+        if measurement is None:
+            return
+        self.height_nm.value = plane_distance(measurement) / NM
+        self.side.value = measurement.side
+        if isinstance(measurement, StrayFieldMeasurement):
+            self.kind.value, self.component.value = "stray field", measurement.component
+            return
+        self.kind.value, self.quantity.value = "MFM", measurement.quantity
+        tip, cantilever = measurement.tip, measurement.cantilever
+        if isinstance(tip, PointDipoleTip):
+            self.tip.value, self.tip_moment.value = "point dipole", f"{tip.moment:g}"
+        else:
+            self.tip.value, self.tip_charge.value = "point monopole", f"{tip.charge:g}"
+        self.k.value, self.f0_kHz.value, self.Q.value = cantilever.k, cantilever.f0 / 1e3, cantilever.Q
+
+    def _fill_from_start(self) -> None:
+        """Film thickness and cells from a chosen starting magnetization."""
+        if self.start.value is not None:
+            self._fill_film(layer_data.mmrecon_metadata(self.start.value).get("grid") or {})
+
+    # ------------------------------------------------------------------ reading the fields
+
+    def _measurement(self):
+        height, side = self.height_nm.value * NM, self.side.value
+        if self.kind.value == "stray field":
+            return StrayFieldMeasurement(height=height, side=side, component=self.component.value)
+        if self.tip.value == "point dipole":
+            tip = PointDipoleTip(moment=parse_number(self.tip_moment.value, "tip moment (A·m²)"))
+        else:
+            tip = PointMonopoleTip(charge=parse_number(self.tip_charge.value, "tip charge (A·m)", positive=False))
+        cantilever = Cantilever(k=self.k.value, f0=self.f0_kHz.value * 1e3, Q=self.Q.value)
+        return MFMMeasurement(lift_height=height, side=side, tip=tip, cantilever=cantilever,
+                              quantity=self.quantity.value)
+
+    def _material(self) -> Material:
+        return Material(**{key: self.values[key].value * PARAMETER_FIELDS[key][1] for key in PARAMETER_FIELDS})
+
+    def _options(self) -> FitOptions:
+        return FitOptions(fit=tuple(key for key, box in self.fitted.items() if box.value), bias=self.bias.value,
+                          bias_strength=self.bias_strength.value, optimizer=self.optimizer.value,
+                          max_iter=self.max_iter.value,
+                          relax_tol=parse_number(self.relax_tol.value, "relaxation stop (torque)"))
+
+    def _target(self):
+        """``(layer, image (ny, nx), grid)`` of the chosen target."""
+        layer = self.target.value
+        if layer is None:
+            raise ValueError("no target image: open a stray-field or MFM image (a TIFF, File > Open Sample)")
+        image = np.asarray(layer.data, dtype=float)
+        dy, dx = layer_data.pixel_size(layer, self.pixel_nm.value * NM or None)
+        thickness = self.thickness_nm.value * NM
+        if not thickness > 0:
+            raise ValueError(f"film thickness must be > 0 nm, got {self.thickness_nm.value:g} nm")
+        grid = Grid(nx=image.shape[1], ny=image.shape[0], nz=self.nz.value, dx=dx, dy=dy,
+                    dz=thickness / self.nz.value, pbc=self.pbc.value, device="cpu")
+        return layer, image, check_grid_size(grid)
+
+    def _prepare(self) -> Task:
+        layer, image, grid = self._target()
+        measurement, init, options = self._measurement(), self._material(), self._options()
+        m0 = m0_grid = None
+        if self.start.value is not None:
+            m0, m0_grid, _ = layer_data.read_magnetization(self.start.value)
+        unit = layer_data.mmrecon_metadata(layer).get("unit") or ""
+        try:
+            image = validate(image, grid, measurement, init, options, m0, (grid.dy, grid.dx), unit, m0_grid)
+        except ValueError as exc:
+            raise ValueError(f"target {layer.name!r}: {exc}") from None
+        name, source = layer.name, f"fit of layer {layer.name!r}"
+        quantity, unit = measurement_quantity(measurement), measurement.units
+        live: dict = {}  # index in the fit_layers tuples -> layer, for this run's simulated image and residual
+
+        def layers_of(state, material, record, m=None):
+            return layer_data.fit_layers(state.simulated, state.residual, grid, name, quantity, unit, material,
+                                         record, m=m, source=source)
+
+        def on_partial(snapshot: FitSnapshot):
+            material = init.replace(**{k: v for k, v in snapshot.values.items() if k in MATERIAL_PARAMETERS})
+            record = {"running": True, "stage": snapshot.stage, "iteration": snapshot.iteration,
+                      "loss": snapshot.loss, "values": snapshot.values}
+            self._show(live, layers_of(snapshot, material, record))
+
+        def on_result(result):
+            self._show(live, layers_of(result, result.material, fit_record(result, options), m=result.m))
+            self._show_table(result, init, measurement)
+
+        return Task(work=lambda cancel: fit(image, grid, measurement, init, options, m0, cancel=cancel),
+                    on_result=on_result, on_partial=on_partial, keep_on_cancel=True)
+
+    # ------------------------------------------------------------------ results
+
+    def _show(self, live: dict, tuples: list) -> None:
+        """Update the run's live layers in place (data, contrast limits, metadata) from ``tuples``
+        and add the others as new layers; the first two (simulated image, residual) become live."""
+        fresh = []
+        for index, (data, kwargs, _) in enumerate(tuples):
+            layer = live.get(index)
+            if layer is not None and layer in self.viewer.layers:
+                layer.data = data
+                layer.contrast_limits = kwargs["contrast_limits"]
+                layer.metadata = kwargs["metadata"]
+            else:  # not shown yet, or removed by the user meanwhile
+                fresh.append(index)
+        added = add_layers(self.viewer, [tuples[index] for index in fresh])
+        live.update({index: layer for index, layer in zip(fresh, added) if index < 2})
+
+    def _show_table(self, result, init: Material, measurement) -> None:
+        rows = []
+        starts = {**{key: float(getattr(init, key)) for key in MATERIAL_PARAMETERS},
+                  "height": plane_distance(measurement), "offset": 0.0}
+        for name in result.names:
+            unit, scale = DISPLAY_UNITS.get(name, (result.measurement.units, 1.0))
+            rows.append([f"{result.values[name] / scale:.5g}", f"{result.uncertainty[name] / scale:.2g}", unit,
+                         f"{starts[name] / scale:.4g}"])
+        self.table.value = {"data": rows, "index": list(result.names), "columns": TABLE_COLUMNS}
+        loss = result.loss_history[-1] if result.loss_history else float("nan")
+        self.summary.value = (f"{result.message}; loss {loss:.2e} after {result.iterations} iterations, "
+                              f"noise σ {result.noise_sigma:.2g} {result.measurement.units}")
+        self.result = result
+        self.copy_button.enabled = True
+
+    def copy_table(self) -> None:
+        """Put the last result's ``FitResult.table()`` (SI, tab-separated) on the clipboard."""
+        if self.result is not None:
+            QApplication.clipboard().setText(self.result.table())
+
+
+class FitDock(ScrollableDock):
+    """The npe2 widget: a ``FitWidget`` (``.form``) in a scroll area."""
+
+    def __init__(self, napari_viewer: Viewer):
+        super().__init__(FitWidget(napari_viewer))
