@@ -5,6 +5,7 @@ fit starts 30 % off in every fitted parameter, from a texture shaped from the im
 """
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -119,13 +120,18 @@ def test_cancel_keeps_the_best_state(skyrmion):
     cancel = threading.Event()
     seen = []
 
+    cancelled_at = []
+
     def progress(snapshot):
         seen.append(snapshot.loss)
         cancel.set()
+        cancelled_at.append(time.perf_counter())
 
     result = fit_parameters(target, GRID, STRAY, start_material((1.3, 0.7, 1.3, 0.7)), progress=progress,
                             cancel=cancel)
-    assert result.cancelled and not result.converged and len(seen) == 1
+    assert time.perf_counter() - cancelled_at[0] < 1.0
+    assert result.cancelled and not result.converged and len(seen) == 1 and result.message == "cancelled"
+    assert all(np.isnan(v) for v in result.uncertainty.values())
     assert result.loss_history == seen
     assert result.m.shape == GRID.vector_shape and np.all(np.isfinite(result.simulated))
 

@@ -132,12 +132,13 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=(-4, -3, -2, -1), keepdim=True)
 
 
-def conjugate_gradient(operator, b: torch.Tensor, project, tol: float, max_iter: int):
+def conjugate_gradient(operator, b: torch.Tensor, project, tol: float, max_iter: int, cancel=None):
     """Solve ``operator x = b`` for a symmetric positive definite operator on tangent vectors.
 
     ``b`` is ``(nz, ny, nx, 3)`` or a batch ``(B, nz, ny, nx, 3)`` of independent right-hand sides
     (solved together: one batched operator call per iteration), already tangent. Each system
-    stops when ``|r| <= tol |b|``. Returns ``(x, iterations, largest relative residual)``.
+    stops when ``|r| <= tol |b|``; a set ``cancel`` (``threading.Event``) stops all at once. Returns
+    ``(x, iterations, largest relative residual)``.
     """
     x = torch.zeros_like(b)
     r = b.clone()
@@ -148,6 +149,8 @@ def conjugate_gradient(operator, b: torch.Tensor, project, tol: float, max_iter:
     active = bb > 0
     iteration = 0
     while bool(active.any()) and iteration < max_iter:
+        if cancel is not None and cancel.is_set():
+            break
         iteration += 1
         Ap = project(operator(p))
         pAp = _dot(p, Ap)

@@ -258,9 +258,12 @@ class Objective:
             directions = torch.eye(len(others), dtype=grid.dtype, device=grid.device)
             b = torch.stack([torch.autograd.functional.jvp(energy_grad, eps0, e)[1] for e in directions])
             rhs = -hessian.project(b) / (MU0 * grid.cell_volume)
+            cancel = settings.cancel if hasattr(settings.cancel, "is_set") else None
             dm, iterations, _ = conjugate_gradient(hessian, rhs, hessian.project, cg_tol or settings.cg_tol,
-                                                   settings.cg_max_iter)
+                                                   settings.cg_max_iter, cancel)
             settings.stats.cg_iterations += iterations
+            if is_cancelled(settings.cancel):
+                raise FitCancelled
             for j, (name, e) in enumerate(zip(others, directions)):
                 columns[name] = torch.autograd.functional.jvp(image, (m, eps0), (dm[j], e))[1].reshape(-1)
         if "height" in names:

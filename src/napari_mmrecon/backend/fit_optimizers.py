@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fit_objective import Objective
+from .fit_objective import FitCancelled, Objective, is_cancelled
 
 OPTIMIZERS = ("levenberg-marquardt", "lbfgs", "adam")
 STEP_CG_TOL = 1e-6
@@ -84,6 +84,8 @@ def levenberg_marquardt(objective: Objective, theta: torch.Tensor, rule: StopRul
     mu = 1e-3
     iteration = 0
     for iteration in range(1, rule.max_iter + 1):
+        if is_cancelled(objective.settings.cancel):
+            raise FitCancelled
         theta = objective.best_theta
         J = objective.jacobian(STEP_CG_TOL) * objective.param.relative_rate(theta) / norm
         r = (objective.best_image - objective.target).reshape(-1) / norm

@@ -66,7 +66,7 @@ class FitResult:
         Fitted material (unfitted parameters as given).
     values, uncertainty : dict name -> float
         Fitted values and 1-sigma uncertainties in SI units (``height`` in m, ``offset`` in the
-        image's units).
+        image's units); the uncertainties are NaN after a cancel (not computed).
     correlation : ndarray (n, n)
         Parameter correlation matrix, in the order of ``names``.
     m : ndarray (nz, ny, nx, 3)
@@ -193,7 +193,7 @@ def _correlation(cov: np.ndarray) -> np.ndarray:
     d = np.sqrt(np.clip(np.diag(cov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(d, d)
-    return np.where(np.isfinite(corr), corr, 0.0)
+    return np.where(np.isfinite(corr) | np.isnan(cov), corr, 0.0)  # NaN stays NaN (not computed)
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -420,7 +420,12 @@ def _result(objective: Objective, init: Material, stage_values: dict, used_bias,
     names = param.names
     values = param.floats(objective.best_theta)
     t_unc = time.perf_counter()
-    cov, sigma = gauss_newton_covariance(objective)
+    if cancelled:  # answer at once: no Jacobian solves after a cancel
+        cov = np.full((len(names), len(names)), np.nan)
+        r = (objective.best_image - objective.target).reshape(-1)
+        sigma = float(torch.sqrt((r * r).sum() / max(r.numel() - len(names), 1)))
+    else:
+        cov, sigma = gauss_newton_covariance(objective)
     t_unc = time.perf_counter() - t_unc
     bias_shift = {}
     if len(stage_values) == 2:
@@ -436,7 +441,7 @@ def _result(objective: Objective, init: Material, stage_values: dict, used_bias,
     return FitResult(
         material=init.replace(**{name: values[name] for name in MATERIAL_PARAMETERS}),
         values={name: values[name] for name in names},
-        uncertainty={name: float(np.sqrt(max(cov[i, i], 0.0))) for i, name in enumerate(names)},
+        uncertainty={name: float(np.sqrt(cov[i, i])) if cov[i, i] >= 0 else math.nan for i, name in enumerate(names)},
         correlation=_correlation(cov),
         names=names,
         m=objective.m_best.cpu().numpy(),
