@@ -1,8 +1,8 @@
 """The ``mmrecon`` console script: the same backend as the napari widgets, from a shell.
 
 Every subcommand is a pair: ``_add_<name>(subparsers)`` declares its arguments and
-``_<name>(args) -> exit code`` runs it (``demo``, ``simulate``, ``relax``; a ``fit`` subcommand
-is added the same way). Long steps are ``jobs`` generators driven under a tqdm progress bar.
+``_<name>(args) -> exit code`` runs it (``demo``, ``simulate``, ``relax``, ``fit``). Long steps are
+``jobs`` generators driven under a tqdm progress bar.
 Units on the command line are SI (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m).
 """
 
@@ -16,6 +16,12 @@ import numpy as np
 
 DEMO_HEIGHTS = (10e-9, 20e-9)
 DEFAULT_MATERIAL = {"Ms": 5.8e5, "A": 1.5e-11, "Ku": 8e5, "D": 3e-3, "alpha": 0.5}
+DEMO_FIT_GRID = {"nx": 48, "ny": 48, "nz": 1, "dx": 1e-9, "dy": 1e-9, "dz": 1e-9}
+"""The demo's fit: a single skyrmion (radius ``DEMO_FIT_RADIUS``) relaxed on this grid, its Hz at
+``DEMO_FIT_HEIGHT`` above the film, fitted from ``DEMO_FIT_START`` times the true parameters."""
+DEMO_FIT_RADIUS = 7e-9
+DEMO_FIT_HEIGHT = 4e-9
+DEMO_FIT_START = {"Ms": 1.3, "A": 0.7, "Ku": 1.3, "D": 0.7}
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -35,6 +41,17 @@ def _run_with_bar(job, description: str, quiet: bool):
             bar.refresh()
 
         return jobs.run(job, on_progress)
+
+
+def _run_with_counter(job, description: str, quiet: bool):
+    """Drive a ``jobs`` generator of unknown length (a fit) under a tqdm line showing the elapsed
+    time and its latest progress text (iteration, loss); return its result."""
+    from tqdm import tqdm
+
+    from . import jobs
+
+    with tqdm(desc=description, disable=quiet, bar_format="{desc}: {elapsed} {postfix}") as bar:
+        return jobs.run(job, lambda progress: bar.set_postfix_str(progress.text))
 
 
 def _starting_state(args):
@@ -69,19 +86,28 @@ def _material(args, known: dict):
 def _write_results(out: Path, result, source: str, ovf_name: str) -> list[str]:
     """OVF of the state, one TIFF per image (pixel size and metadata), ``figure.png``."""
     from . import layers as layer_data
-    from .io import write_ovf, write_tiff
+    from .io import write_ovf
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [ovf_name]
     write_ovf(out / ovf_name, result.m, result.grid, title="m",
               desc=[f"mmrecon: {source}"] + layer_data.ovf_description(layer_data.material_to_dict(result.material)))
+    written = [ovf_name] + _write_images(out, result, source)
+    _figure(out / "figure.png", result)
+    return written + ["figure.png"]
+
+
+def _write_images(out: Path, result, source: str) -> list[str]:
+    """One TIFF per image of a ``simulation.Simulation`` (pixel size and metadata inside)."""
+    from . import layers as layer_data
+    from .io import write_tiff
+
+    written = []
     for image, (_, kwargs, _) in zip(result.images, layer_data.simulation_layers(result, source=source)):
         meta = layer_data.json_metadata(kwargs["metadata"][layer_data.METADATA_KEY])
         write_tiff(out / f"{image.file_stem}.tif", image.data, (result.grid.dy, result.grid.dx),
                    metadata={**meta, "name": image.name})
         written.append(f"{image.file_stem}.tif")
-    _figure(out / "figure.png", result)
-    return written + ["figure.png"]
+    return written
 
 
 def _figure(path: Path, result, columns: int = 3) -> None:
@@ -144,7 +170,8 @@ def _set_threads(args) -> None:
 
 def _demo(args) -> int:
     """The main job on the bundled sample: check the relaxed skyrmion lattice is an equilibrium,
-    simulate its stray field and MFM image at 10 and 20 nm on both sides, write OVF, TIFF, PNG."""
+    simulate its stray field and MFM image at 10 and 20 nm on both sides, write OVF, TIFF, PNG;
+    then fit Ms, A, Ku and D to the stray field of a single skyrmion (``_demo_fit``)."""
     from ._sample_data import load_state
     from .simulation import Probe, Relaxation, simulate
 
@@ -159,12 +186,52 @@ def _demo(args) -> int:
     out = Path(args.out)
     written = _write_results(out, result, "mmrecon demo: bundled skyrmion lattice", "m_relaxed.ovf")
     print(f"wrote {len(written)} files to {out.resolve()}: {', '.join(written)}")
-    return 0
+    return _demo_fit(out / "fit", args.quiet)
+
+
+def _demo_fit(out: Path, quiet: bool) -> int:
+    """Relax a single skyrmion of the sample's material, simulate its Hz above the film, fit Ms,
+    A, Ku and D to it from ``DEMO_FIT_START`` times the truth; write the target TIFF and the fit's
+    files (``fit_output``) into ``out`` and print the fitted values beside the true ones."""
+    from . import layers as layer_data
+    from ._sample_data import MATERIAL
+    from .backend import Grid, StrayFieldMeasurement
+    from .fit_output import FittedImage, table_text, write_fit
+    from .fitting_job import FitOptions, fit
+    from .simulation import Probe, Relaxation, simulate, texture
+
+    grid = Grid(**DEMO_FIT_GRID, device="cpu")
+    source = "mmrecon demo: relaxed single skyrmion"
+    print(f"fit: Hz at {DEMO_FIT_HEIGHT * 1e9:g} nm above a relaxed single skyrmion, {grid.ny} x {grid.nx} cells of "
+          f"{grid.dx * 1e9:g} nm; Ms, A, Ku, D fitted from "
+          + ", ".join(f"{factor:g} x" for factor in DEMO_FIT_START.values()) + " the true values")
+    probe = Probe(heights=(DEMO_FIT_HEIGHT,), outputs=("Hz",))
+    target = _run_with_bar(simulate(texture("skyrmion", grid, radius=DEMO_FIT_RADIUS), grid, MATERIAL, probe,
+                                    Relaxation(tol=1e-10)), "demo: target", quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    target_file = _write_images(out, target, source)[0]
+    image = target.images[0]
+    measurement = StrayFieldMeasurement(height=image.height, side=image.side, component="z")
+    start = MATERIAL.replace(**{key: getattr(MATERIAL, key) * factor for key, factor in DEMO_FIT_START.items()})
+    options = FitOptions()
+    result = _run_with_counter(fit(image.data, grid, measurement, start, options), "demo: fit", quiet)
+    truth = {key: float(getattr(MATERIAL, key)) for key in DEMO_FIT_START}
+    fitted = FittedImage(result, image.data, grid, image.name, start, measurement, options, truth)
+    written = write_fit(out, fitted, source)
+    print(table_text(fitted))
+    print(f"{result.message}; loss {result.loss_history[-1]:.2e} after {result.iterations} iterations, "
+          f"{result.timings['total']:.1f} s")
+    print(f"wrote {len(written) + 1} files to {out.resolve()}: {target_file}, {', '.join(written)}")
+    print("the same from a shell: mmrecon fit " + str(out / target_file) + " "
+          + " ".join(f"--{key} {value:g}" for key, value in layer_data.material_to_dict(start).items()
+                     if key in DEMO_FIT_START) + f" -o {out.parent / 'fit-again'}")
+    return 0 if result.converged else 1
 
 
 def _add_demo(sub) -> None:
-    demo = sub.add_parser("demo", help="simulate the stray field and MFM image of the bundled skyrmion lattice "
-                                       "and write OVF / TIFF / PNG (no arguments needed)")
+    demo = sub.add_parser("demo", help="simulate the stray field and MFM image of the bundled skyrmion lattice, "
+                                       "write OVF / TIFF / PNG, then fit Ms, A, Ku, D to the stray field of a "
+                                       "single skyrmion (no arguments needed)")
     demo.add_argument("--out", default="mmrecon-output/demo", help="output folder (default ./mmrecon-output/demo)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
@@ -256,6 +323,156 @@ def _add_relax(sub) -> None:
     rel.set_defaults(func=_relax)
 
 
+# ----------------------------------------------------------------------------- fit
+
+
+def _fit_target(args):
+    """``(image (ny, nx), pixel_size (dy, dx), metadata, name, truth)`` of ``args.target``: a TIFF
+    image (pixel size from the file, else ``--pixel-size``) or an OVF state whose image is simulated
+    here for the measurement of the flags (``truth``: the material it was simulated with)."""
+    from .backend import Material
+    from .io import read_ovf, read_tiff
+    from .layers import magnetization_from_field
+    from .simulation import film_material
+
+    path = Path(args.target)
+    if path.suffix.lower() in (".ovf", ".omf", ".ohf"):
+        field, grid, header = read_ovf(path, return_header=True)
+        try:
+            m, known = magnetization_from_field(field, header)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        material = film_material(m, Material(**{**DEFAULT_MATERIAL, **{k: v for k, v in known.items()
+                                                                        if k in DEFAULT_MATERIAL}}))
+        image = np.asarray(_fit_measurement(args, {}).simulate(m, grid, material.Ms))
+        meta = {"grid": {"nz": grid.nz, "dz": grid.dz, "pbc": grid.pbc}}
+        truth = {key: float(getattr(material, key)) for key in ("Ms", "A", "Ku", "D")
+                 if np.ndim(getattr(material, key)) == 0}
+        return image, (grid.dy, grid.dx), meta, f"{path.stem} simulated", truth
+    image, pixel, meta = read_tiff(path)
+    if image.ndim != 2:
+        raise ValueError(f"{path}: a target is one 2-D image, got an array of shape {image.shape}")
+    if pixel is None:
+        if args.pixel_size is None:
+            raise ValueError(f"{path} has no physical pixel size: give --pixel-size (m)")
+        pixel = (args.pixel_size, args.pixel_size)
+    known = meta.get("material") if isinstance(meta.get("material"), dict) else {}
+    truth = {key: float(value) for key, value in known.items()
+             if key in ("Ms", "A", "Ku", "D") and isinstance(value, (int, float))}
+    return image, tuple(pixel), meta, meta.get("name") or path.stem, truth
+
+
+def _fit_measurement(args, meta: dict):
+    """The measurement from the flags; each one not given is taken from the target's metadata
+    (``fitting_job.measurement_from_metadata``: height and side always, component, tip, cantilever
+    and MFM quantity if it describes the same kind), else a default."""
+    from .backend import Cantilever, MFMMeasurement, PointDipoleTip, PointMonopoleTip, StrayFieldMeasurement
+    from .backend.measurement import plane_distance
+    from .fitting_job import measurement_from_metadata
+
+    known = measurement_from_metadata(meta)
+    height = args.height if args.height is not None else (plane_distance(known) if known else None)
+    if height is None:
+        raise ValueError("give --height (m): the target does not say at which height it was measured")
+    side = args.side or (known.side if known else "top")
+    kind = args.measurement or ("mfm" if isinstance(known, MFMMeasurement) else "stray")
+    if kind == "stray":
+        same = known if isinstance(known, StrayFieldMeasurement) else None
+        return StrayFieldMeasurement(height=height, side=side, component=args.component or (
+            same.component if same else "z"))
+    same = known if isinstance(known, MFMMeasurement) else None
+    if args.tip == "monopole" or (args.tip is None and args.tip_charge is not None):
+        tip = PointMonopoleTip(charge=args.tip_charge if args.tip_charge is not None else 1e-9)
+    elif args.tip == "dipole" or args.tip_moment is not None or same is None:
+        tip = PointDipoleTip(moment=args.tip_moment if args.tip_moment is not None else 1e-16)
+    else:
+        tip = same.tip
+    cantilever = same.cantilever if same else Cantilever()
+    cantilever = Cantilever(**{key: getattr(args, key) if getattr(args, key) is not None else getattr(cantilever, key)
+                               for key in ("k", "f0", "Q")})
+    quantity = args.quantity or (same.quantity if same else "frequency_shift")
+    return MFMMeasurement(lift_height=height, side=side, tip=tip, cantilever=cantilever, quantity=quantity)
+
+
+def _fit(args) -> int:
+    """Fit material parameters to a TIFF image (or an OVF state's simulated image); write the
+    fitted values, the relaxed state, the simulated and residual images and a figure."""
+    from .backend import Grid
+    from .fit_output import FittedImage, table_text, write_fit
+    from .fitting_job import FitOptions, fit, validate
+    from .io import read_ovf
+    from .layers import magnetization_from_field
+    from .simulation import check_grid_size
+
+    _set_threads(args)
+    image, (dy, dx), meta, name, truth = _fit_target(args)
+    film = meta.get("grid") if isinstance(meta.get("grid"), dict) else {}
+    nz = args.nz or int(film.get("nz", 1))
+    thickness = args.thickness or float(film.get("nz", 1)) * float(film.get("dz", 1e-9))
+    grid = check_grid_size(Grid(nx=image.shape[1], ny=image.shape[0], nz=nz, dx=dx, dy=dy, dz=thickness / nz,
+                                pbc=bool(film.get("pbc", False)), device="cpu"))
+    measurement = _fit_measurement(args, meta)
+    start = _material(args, {})
+    options = FitOptions(fit=tuple(args.fit), bias=args.bias, bias_strength=args.bias_strength,
+                         optimizer=args.optimizer, max_iter=args.max_iter, relax_tol=args.relax_tol,
+                         external_field=(0.0, 0.0, args.field) if args.field else None)
+    m0 = m0_grid = None
+    if args.m0:
+        field, m0_grid, header = read_ovf(args.m0, return_header=True)
+        m0, _ = magnetization_from_field(field, header)
+    image = validate(image, grid, measurement, start, options, m0, (dy, dx), meta.get("unit") or "", m0_grid)
+    print(f"fit of {name}: {grid.ny} x {grid.nx} x {grid.nz} cells of {dx * 1e9:g} x {dy * 1e9:g} x "
+          f"{grid.dz * 1e9:g} nm; fitting {', '.join(options.fit)} ({options.optimizer}, bias {options.bias})")
+    result = _run_with_counter(fit(image, grid, measurement, start, options, m0), "fit", args.quiet)
+    fitted = FittedImage(result, image, grid, name, start, measurement, options, truth)
+    out = Path(args.out)
+    written = write_fit(out, fitted, f"mmrecon fit: {args.target}")
+    print(table_text(fitted))
+    print(f"{result.message}; loss {result.loss_history[-1]:.2e} after {result.iterations} iterations, "
+          f"{result.timings['total']:.1f} s")
+    print(f"wrote {len(written)} files to {out.resolve()}: {', '.join(written)}")
+    return 0 if result.converged else 1
+
+
+def _add_fit(sub) -> None:
+    from .backend.fit_optimizers import OPTIMIZERS
+    from .backend.fitting import BIAS_OPTIONS, FITTABLE
+
+    fit = sub.add_parser("fit", help="fit Ms, A, Ku, D (and height, offset) to a stray-field or MFM image",
+                         description="Fit material parameters so that the relaxed state reproduces the image. "
+                                     "Measurement flags not given come from the TIFF's metadata (as mmrecon "
+                                     "simulate writes it). SI units.")
+    fit.add_argument("target", help="TIFF image with its pixel size, or an OVF state (its image is simulated)")
+    fit.add_argument("--pixel-size", type=float, help="pixel size (m) of a TIFF without one")
+    fit.add_argument("--measurement", choices=("stray", "mfm"), help="what the image is (default: from the file, "
+                                                                       "else stray)")
+    fit.add_argument("--height", type=float, help="height / lift height above (or below) the film (m)")
+    fit.add_argument("--side", choices=("top", "bottom"), help="side of the film (default top)")
+    fit.add_argument("--component", choices=("x", "y", "z"), help="stray-field component (default z)")
+    fit.add_argument("--quantity", choices=("frequency_shift", "phase"), help="MFM image (default frequency_shift)")
+    fit.add_argument("--tip", choices=("dipole", "monopole"), help="MFM tip model (default dipole)")
+    fit.add_argument("--tip-moment", type=float, help="dipole tip moment (A m^2, default 1e-16)")
+    fit.add_argument("--tip-charge", type=float, help="monopole tip charge (A m, default 1e-9)")
+    fit.add_argument("--k", type=float, help="cantilever spring constant (N/m, default 3)")
+    fit.add_argument("--f0", type=float, help="cantilever resonance (Hz, default 75e3)")
+    fit.add_argument("--Q", type=float, help="cantilever quality factor (default 200)")
+    fit.add_argument("--nz", type=int, help="cells across the film (default: from the file, else 1)")
+    fit.add_argument("--thickness", type=float, help="film thickness (m, default: from the file, else 1e-9)")
+    _add_material_arguments(fit)
+    fit.add_argument("--fit", nargs="+", choices=FITTABLE, default=["Ms", "A", "Ku", "D"],
+                     help="parameters to fit (default Ms A Ku D)")
+    fit.add_argument("--m0", help="OVF file with the starting magnetization (default: shaped from the image)")
+    fit.add_argument("--bias", choices=BIAS_OPTIONS, default="target", help="bias field (default target)")
+    fit.add_argument("--bias-strength", type=float, default=0.2, help="in units of 2 Ku / (mu0 Ms) (default 0.2)")
+    fit.add_argument("--optimizer", choices=OPTIMIZERS, default="levenberg-marquardt")
+    fit.add_argument("--max-iter", type=int, default=100, help="outer iterations per stage (default 100)")
+    fit.add_argument("--relax-tol", type=float, default=1e-8, help="relaxation stop: max |m x H|/Ms")
+    fit.add_argument("-o", "--out", default="mmrecon-output/fit", help="output folder (default ./mmrecon-output/fit)")
+    fit.add_argument("--quiet", action="store_true", help="no progress line")
+    fit.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    fit.set_defaults(func=_fit)
+
+
 # ----------------------------------------------------------------------------- arguments
 
 
@@ -287,7 +504,7 @@ def _add_material_arguments(parser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmrecon", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_simulate, _add_relax):
+    for add in (_add_demo, _add_simulate, _add_relax, _add_fit):
         add(sub)
     return parser
 

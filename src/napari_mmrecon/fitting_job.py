@@ -39,7 +39,8 @@ class FitOptions:
     ``fit``: names among ``FITTABLE`` (Ms, A, Ku, D, height, offset); ``bias``: one of
     ``BIAS_OPTIONS``; ``bias_strength`` in units of the anisotropy field ``2 Ku / (mu0 Ms)``;
     ``optimizer``: one of ``OPTIMIZERS``; ``max_iter`` outer iterations per stage;
-    ``relax_tol`` the torque tolerance ``max |m x H| / Ms`` of every relaxation.
+    ``relax_tol`` the torque tolerance ``max |m x H| / Ms`` of every relaxation;
+    ``external_field`` a uniform applied field H (A/m, 3-vector) or None.
     """
 
     fit: tuple = MATERIAL_PARAMETERS
@@ -48,6 +49,7 @@ class FitOptions:
     optimizer: str = "levenberg-marquardt"
     max_iter: int = 100
     relax_tol: float = 1e-8
+    external_field: tuple | None = None
 
 
 @dataclass
@@ -189,7 +191,7 @@ def fit_record(result, options: FitOptions | None = None) -> dict:
     if options is not None:
         record["options"] = {"fit": list(options.fit), "bias": options.bias, "bias_strength": options.bias_strength,
                              "optimizer": options.optimizer, "max_iter": options.max_iter,
-                             "relax_tol": options.relax_tol}
+                             "relax_tol": options.relax_tol, "external_field": options.external_field}
     return record
 
 
@@ -235,9 +237,10 @@ def fit(target, grid: Grid, measurement, init: Material, options: FitOptions = F
                                state.m.detach().cpu().numpy().copy(), simulated, simulated - image))
 
         return fit_parameters(image, grid, measurement, init, fit=options.fit, m0=m0, bias=options.bias,
-                                      bias_strength=options.bias_strength, optimizer=options.optimizer,
-                                      max_iter=options.max_iter, relax_tol=options.relax_tol,
-                                      pixel_size=pixel_size, progress=progress, cancel=cancel)
+                              bias_strength=options.bias_strength, optimizer=options.optimizer,
+                              max_iter=options.max_iter, relax_tol=options.relax_tol,
+                              external_field=options.external_field, pixel_size=pixel_size, progress=progress,
+                              cancel=cancel)
 
     yield Progress(0, 0, "fit: relaxing the starting state")
     snapshots = relay(call, lambda snapshot: snapshot, cancel)
