@@ -92,6 +92,15 @@ def _add_edges(h: torch.Tensor, m: torch.Tensor, axis: int, coeff: torch.Tensor)
     h[tuple(index)].addcmul_(m[tuple(index)], coeff)
 
 
+def _fold_anisotropy(kernel: dict, c: torch.Tensor, u):
+    """Add the constant ``c u_a u_b`` (A/m) to the kernel components it touches, in place."""
+    for name in ("xx", "yy", "zz", "xy", "xz", "yz"):
+        a, b = "xyz".index(name[0]), "xyz".index(name[1])
+        if u[a] * u[b] != 0:
+            term = c * (u[a] * u[b])
+            kernel[name] = kernel[name] + term if name in kernel else term.expand(1, 1, 1, 1, 2)
+
+
 class FusedLinearField:
     """Exchange + interfacial DMI + uniaxial anisotropy + demag of a uniform film.
 
@@ -127,7 +136,7 @@ class FusedLinearField:
         if has["anisotropy"]:
             c = 2 * Ku / (MU0 * Ms)
             if c.ndim == 0:
-                self._fold_anisotropy(kernel, c)
+                _fold_anisotropy(kernel, c, [float(v) for v in axis])
             else:
                 self.aniso = _planar_coefficient(c)
         self.dmi = []
@@ -137,15 +146,6 @@ class FusedLinearField:
                     u = _planar_coefficient(D / (MU0 * Ms * d))
                     self.dmi.append((axis_index, comp, (u, -u)))
         self.conv = SpectralConvolution(grid, kernel)
-
-    def _fold_anisotropy(self, kernel: dict, c: torch.Tensor):
-        """Add the constant ``c u_a u_b`` (A/m) to the kernel components it touches."""
-        u = [float(v) for v in self.axis]
-        for name in ("xx", "yy", "zz", "xy", "xz", "yz"):
-            a, b = "xyz".index(name[0]), "xyz".index(name[1])
-            if u[a] * u[b] != 0:
-                term = c * (u[a] * u[b])
-                kernel[name] = kernel[name] + term if name in kernel else term.expand(1, 1, 1, 1, 2)
 
     def field(self, m: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """Field (A/m) of the included terms plus ``add`` (A/m, broadcast), ``(..., nz, ny, nx, 3)``."""
