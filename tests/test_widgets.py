@@ -283,13 +283,14 @@ class Recorder:
     """A JobPanel whose Run starts ``self.work``; results and threads recorded."""
 
     def __init__(self, qtbot):
-        self.work = None
+        self.work, self.keep_on_cancel = None, False
         self.result, self.partials, self.threads = None, [], []
         self.panel = JobPanel("Test job", prepare=self.prepare)
         qtbot.addWidget(self.panel.native)
 
     def prepare(self):
-        return Task(work=self.work, on_result=self.on_result, on_partial=self.on_partial)
+        return Task(work=self.work, on_result=self.on_result, on_partial=self.on_partial,
+                    keep_on_cancel=self.keep_on_cancel)
 
     def on_result(self, value):
         self.threads.append(threading.get_ident())
@@ -369,3 +370,24 @@ def test_runner_cancel_sets_the_event_and_skips_the_result(qtbot, notes):
     qtbot.waitUntil(lambda: not recorder.panel.is_running, timeout=2000)
     assert seen["event"].is_set() and recorder.result is None and notes == []
     assert recorder.panel.status.value == "cancelled"
+
+
+def test_runner_keep_on_cancel_delivers_what_the_job_returns(qtbot, notes):
+    recorder = Recorder(qtbot)
+
+    def work(cancel):  # stops by itself once cancelled and returns what it has
+        steps = 0
+        while not cancel.wait(0.01):
+            steps += 1
+            yield Progress(steps, 0, "working")
+            yield Partial(steps)
+        yield Progress(steps, 0, "after cancel")  # not shown
+        return f"best after {steps} steps"
+
+    recorder.work, recorder.keep_on_cancel = work, True
+    assert recorder.panel.run()
+    qtbot.waitUntil(lambda: len(recorder.partials) >= 2, timeout=5000)
+    recorder.panel.cancel()
+    qtbot.waitUntil(lambda: not recorder.panel.is_running, timeout=2000)
+    assert recorder.result.startswith("best after") and notes == []
+    assert recorder.panel.status.value.startswith("cancelled: kept the result so far")

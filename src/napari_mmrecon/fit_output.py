@@ -58,16 +58,16 @@ def table_text(fitted: FittedImage) -> str:
     when known."""
     result, truth = fitted.result, fitted.truth
     units = parameter_units(result.measurement)
-    header = f"{'parameter':<10}{'start':>13}{'fitted':>13}{'1 sigma':>11}  {'unit':<7}"
-    header += f"{'true':>13}{'rel. error':>12}" if any(name in truth for name in result.names) else ""
+    header = f"{'parameter':<10}{'start':>11}{'fitted':>13}{'1 sigma':>10}  {'unit':<6}"
+    header += f"{'true':>11}{'rel. error':>12}" if any(name in truth for name in result.names) else ""
     lines = [header]
     for name, start in fitted.start_values().items():
         value = result.values[name]
-        line = f"{name:<10}{start:>13.5g}{value:>13.6g}{result.uncertainty[name]:>11.2g}  {units[name]:<7}"
+        line = f"{name:<10}{start:>11.4g}{value:>13.6g}{result.uncertainty[name]:>10.2g}  {units[name]:<6}"
         if name in truth:
             error = (value - truth[name]) / truth[name] if truth[name] else value - truth[name]
-            line += f"{truth[name]:>13.5g}{error:>+12.1e}"
-        lines.append(line)
+            line += f"{truth[name]:>11.4g}{error:>+12.1e}"
+        lines.append(line.rstrip())
     return "\n".join(lines)
 
 
@@ -110,7 +110,7 @@ def figure(path, fitted: FittedImage) -> None:
     panels = [("target", fitted.target, unit, limit), ("simulated (fitted)", result.simulated, unit, limit),
               ("residual (simulated - target)", result.residual, unit, residual_limit),
               ("fitted m_z", result.m[0, :, :, 2], "", 1.0)]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8), constrained_layout=True)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8), constrained_layout=True)
     for ax, (title, image, label, vmax) in zip(axes.flat, panels):
         shown = ax.imshow(image, origin="lower", extent=extent, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         ax.set_title(title)
@@ -122,10 +122,8 @@ def figure(path, fitted: FittedImage) -> None:
     ax.set_xlabel("outer iteration (all stages)")
     ax.set_ylabel("normalized misfit")
     ax.set_title("loss history")
-    ax = axes.flat[5]
-    ax.axis("off")
-    ax.text(0.0, 1.0, f"{table_text(fitted)}\n\n{result.message}", family="monospace", fontsize=7, va="top",
-            transform=ax.transAxes)
+    axes.flat[5].axis("off")  # the table, wider than a panel, goes there in figure coordinates
+    fig.text(0.62, 0.45, f"{table_text(fitted)}\n\n{result.message}", family="monospace", fontsize=7, va="top")
     fig.suptitle(f"fit of {fitted.name}")
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -28,7 +28,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox, Table
 from napari.layers import Image
 from napari.viewer import Viewer
-from qtpy.QtWidgets import QAbstractItemView, QApplication
+from qtpy.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QStyledItemDelegate
 
 from .. import layers as layer_data
 from ..backend import Cantilever, Grid, Material, MFMMeasurement, PointDipoleTip, PointMonopoleTip, \
@@ -119,8 +119,14 @@ class FitWidget(Container):
         self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Fit")
         # results
         self.table = Table(value=[], columns=TABLE_COLUMNS)
-        self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table = self.table.native
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setItemDelegate(QStyledItemDelegate(table))  # the text as formatted here, not magicgui's 4 decimals
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.setMinimumHeight(190)  # six rows: Ms, A, Ku, D, height, offset
         self.summary = Label(value="")
+        self.summary.native.setWordWrap(True)  # long messages (why a fit stopped) must not widen the dock
         self.copy_button = PushButton(text="Copy table", enabled=False)
 
         self._mfm_section = [self.quantity, self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q]
