@@ -49,13 +49,13 @@ def _planar_coefficient(p: torch.Tensor) -> torch.Tensor:
 
 
 def _exchange_stencil(grid: Grid, dtype, device) -> torch.Tensor:
-    """``sum_axes (2 cos(k d) - 2) / d^2`` (1/m^2) on the transform grid, ``(Lz, 1, Kx, Ly, 1)``.
+    """``sum_axes (2 cos(k d) - 2) / d^2`` (1/m^2) on the transform grid, ``(Lz, 1, Kx, Ly)``.
 
     Axes of one cell have no neighbours and contribute nothing.
     """
     lx, ly, lz = fft_length(grid.nx, grid.pbc), fft_length(grid.ny, grid.pbc), layer_length(grid.nz)
-    shape = {"x": (1, 1, -1, 1, 1), "y": (1, 1, 1, -1, 1), "z": (-1, 1, 1, 1, 1)}
-    out = torch.zeros((1, 1, 1, 1, 1), dtype=dtype, device=device)
+    shape = {"x": (1, 1, -1, 1), "y": (1, 1, 1, -1), "z": (-1, 1, 1, 1)}
+    out = torch.zeros((1, 1, 1, 1), dtype=dtype, device=device)
     for axis, n, length, d, count in (("x", grid.nx, lx, grid.dx, lx // 2 + 1), ("y", grid.ny, ly, grid.dy, ly),
                                       ("z", grid.nz, lz, grid.dz, lz)):
         if n > 1:
@@ -64,7 +64,7 @@ def _exchange_stencil(grid: Grid, dtype, device) -> torch.Tensor:
     return out
 
 
-def _add_central_difference(h: torch.Tensor, f: torch.Tensor, axis: int, u: torch.Tensor, periodic: bool):
+def _add_central_difference(h: torch.Tensor, f: torch.Tensor, axis: int, u: tuple, periodic: bool):
     """``h += u (f[i + 1] - f[i - 1])`` along ``axis``, in place; beyond the ends of an open axis
     ``f`` is 0. ``u`` is a pair ``(u, -u)`` of tensors broadcasting against ``h``."""
     n = h.shape[axis]
@@ -124,7 +124,7 @@ class FusedLinearField:
         self.edges = []
         if has["exchange"]:
             w = 2 * A / (MU0 * Ms)
-            stencil = duplicate_reim(w * _exchange_stencil(grid, grid.dtype, grid.device)[..., 0])
+            stencil = duplicate_reim(w * _exchange_stencil(grid, grid.dtype, grid.device))
             for name in _DIAGONAL:
                 kernel[name] = kernel[name] + stencil if name in kernel else stencil
             for axis_index, n, d, periodic in ((-1, grid.nx, grid.dx, grid.pbc), (-2, grid.ny, grid.dy, grid.pbc),
