@@ -22,9 +22,7 @@ import numpy as np
 
 from . import layers as layer_data
 from .backend import Grid, Material
-from .backend.fitting import MATERIAL_PARAMETERS
-from .backend.measurement import plane_distance
-from .fitting_job import FitOptions, fit_record, measurement_quantity, parameter_units
+from .fitting_job import FitOptions, fit_record, measurement_quantity, parameter_units, start_values
 from .io import write_ovf, write_tiff
 
 FILES = ("fit.json", "fit_table.tsv", "m_fitted.ovf", "simulated.tif", "residual.tif", "figure.png")
@@ -48,9 +46,7 @@ class FittedImage:
 
     def start_values(self) -> dict:
         """Starting value (SI) of every fitted parameter."""
-        values = {key: float(getattr(self.start, key)) for key in MATERIAL_PARAMETERS}
-        values.update(height=plane_distance(self.start_measurement), offset=0.0)
-        return {name: values[name] for name in self.result.names}
+        return start_values(self.result.names, self.start, self.start_measurement)
 
 
 def table_text(fitted: FittedImage) -> str:

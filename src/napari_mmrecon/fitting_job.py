@@ -131,6 +131,13 @@ def parameter_units(measurement) -> dict:
     return {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": measurement.units}
 
 
+def start_values(names, init: Material, measurement) -> dict:
+    """Starting value (SI) of each of ``names``: from ``init``, the measurement's height, offset 0."""
+    values = {key: float(np.asarray(getattr(init, key))) for key in MATERIAL_PARAMETERS}
+    values.update(height=plane_distance(measurement), offset=0.0)
+    return {name: values[name] for name in names}
+
+
 def validate(target, grid: Grid, measurement, init: Material, options: FitOptions, m0=None, pixel_size=None,
              unit: str = "", m0_grid: Grid | None = None) -> np.ndarray:
     """Check the inputs of a fit before running it; return the target as float64 ``(ny, nx)``.

@@ -37,7 +37,7 @@ from ..backend.fit_optimizers import OPTIMIZERS
 from ..backend.fitting import BIAS_OPTIONS, MATERIAL_PARAMETERS
 from ..backend.measurement import plane_distance
 from ..fitting_job import FitOptions, FitSnapshot, fit, fit_record, measurement_from_metadata, \
-    measurement_quantity, validate
+    measurement_quantity, start_values, validate
 from ..simulation import check_grid_size
 from .dock import ScrollableDock
 from .fields import parse_number
@@ -252,9 +252,9 @@ class FitWidget(Container):
         m0 = m0_grid = None
         if self.start.value is not None:
             m0, m0_grid, _ = layer_data.read_magnetization(self.start.value)
-        unit = layer_data.mmrecon_metadata(layer).get("unit") or ""
+        target_unit = layer_data.mmrecon_metadata(layer).get("unit") or ""
         try:
-            image = validate(image, grid, measurement, init, options, m0, (grid.dy, grid.dx), unit, m0_grid)
+            image = validate(image, grid, measurement, init, options, m0, (grid.dy, grid.dx), target_unit, m0_grid)
         except ValueError as exc:
             raise ValueError(f"target {layer.name!r}: {exc}") from None
         name, source = layer.name, f"fit of layer {layer.name!r}"
@@ -297,8 +297,7 @@ class FitWidget(Container):
 
     def _show_table(self, result, init: Material, measurement) -> None:
         rows = []
-        starts = {**{key: float(getattr(init, key)) for key in MATERIAL_PARAMETERS},
-                  "height": plane_distance(measurement), "offset": 0.0}
+        starts = start_values(result.names, init, measurement)
         for name in result.names:
             unit, scale = DISPLAY_UNITS.get(name, (result.measurement.units, 1.0))
             rows.append([f"{result.values[name] / scale:.5g}", f"{result.uncertainty[name] / scale:.2g}", unit,
