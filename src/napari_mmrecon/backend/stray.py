@@ -326,6 +326,12 @@ def open_kernel_quadrant(grid: Grid, heights: torch.Tensor, side: str, order: in
     return out
 
 
+@lru_cache(maxsize=64)
+def _length(n: int, periodic: bool) -> int:
+    """``demag.fft_length`` (a search over candidate lengths), remembered: it runs on every call."""
+    return fft_length(n, periodic)
+
+
 def _mirror(values: torch.Tensor, parity: int, n: int, length: int, dim: int) -> torch.Tensor:
     """Spread offsets ``0..n-1`` stored along ``dim`` over a length-``length`` transform axis.
 
@@ -353,7 +359,7 @@ def _transform_quadrant(values: torch.Tensor, parity: tuple[int, int], grid: Gri
 
 def _open_spectrum(grid: Grid, heights: torch.Tensor, side: str, order: int) -> dict:
     """Transformed open-film kernel: real tensors ``(nh, nz, Lx // 2 + 1, Ly)`` (float64)."""
-    ly, lx = fft_length(grid.ny, False), fft_length(grid.nx, False)
+    ly, lx = _length(grid.ny, False), _length(grid.nx, False)
     quadrant = open_kernel_quadrant(grid, heights, side, order)
     del quadrant["zz"]  # traceless: its transform is -(xx + yy), one transform fewer
     out = {name: _transform_quadrant(quadrant.pop(name), _PARITY_YX[name], grid, ly, lx, name in _IMAGINARY)
@@ -529,8 +535,8 @@ class StrayField:
         self.heights, self.scalar = parse_heights(height, name)
         self.projected = axis is not None
         axes = (tuple(float(a) for a in axis),) if self.projected else tuple(_AXES[c] for c in "xyz")
-        self.lx = fft_length(grid.nx, grid.pbc)
-        self.ly = fft_length(grid.ny, grid.pbc)
+        self.lx = _length(grid.nx, grid.pbc)
+        self.ly = _length(grid.ny, grid.pbc)
         self.terms = transfer_terms(grid, self.heights, self.side, self.z_derivative, axes)
 
     def _product(self, Y: torch.Tensor, output: tuple, columns: slice) -> torch.Tensor:
