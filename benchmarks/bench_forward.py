@@ -8,7 +8,7 @@ On a machine shared with other busy processes, torch's multi-threaded operations
 scheduler at every parallel region (a loop of 1M-element products ran 4-10x slower on 2 threads
 than on 1 here); ``--threads 1 --clock cpu`` then still compares the per-core cost.
 
-Films of N x N x 1 cells (2 x 2 x 1 nm), a skyrmion-lattice-like texture, Ms = 5.8e5 A/m, top side.
+Films of N x N x 1 cells (2 x 2 x 1 nm), a smooth texture (periods 60-300 nm), Ms = 5.8e5 A/m, top side.
 Quantities: the stray field H (3 components) on 1 plane (h = 10 nm) and on 8 planes
 (h = 5..40 nm), and an MFM image (point-dipole tip, frequency shift, lift height 10 nm).
 For each, in float64 and float32:
@@ -66,7 +66,7 @@ def make_grid(n: int, dtype: str, pbc: bool) -> mm.Grid:
 
 
 def texture(grid: mm.Grid) -> np.ndarray:
-    """A smooth texture with features on several scales: m = normalize(cos, sin, 1.5 cos) patterns."""
+    """Unit vectors ``(1, ny, nx, 3)`` from products of sinusoids with periods of 60 to 300 nm."""
     x, y, _ = grid.cell_centers()
     X, Y = np.meshgrid(x, y)
     k = 2 * math.pi / 60e-9
@@ -116,8 +116,9 @@ def _status_bytes(field: str) -> int:
 
 
 def cold_build_worker(n: int, dtype: str, pbc: bool, quantity: str, heights: tuple, threads: int) -> dict:
-    """Kernel construction in this (fresh) process: time (s) and peak resident memory above the
-    resident size just before it (MB; Linux: the peak is reset through ``/proc/self/clear_refs``)."""
+    """Kernel construction in this (fresh) process: time (s), peak resident memory above the resident
+    size just before it (MB; Linux: the peak is reset through ``/proc/self/clear_refs``) and the
+    size of the kernel the operator keeps (MB)."""
     torch.set_num_threads(threads)
     grid = make_grid(n, dtype, pbc)
     with open("/proc/self/clear_refs", "w") as f:
