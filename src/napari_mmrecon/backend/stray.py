@@ -539,26 +539,29 @@ class StrayField:
         self.ly = _length(grid.ny, grid.pbc)
         self.terms = transfer_terms(grid, self.heights, self.side, self.z_derivative, axes)
 
-    def _product(self, Y: torch.Tensor, output: tuple, columns: slice) -> torch.Tensor:
+    def _product(self, real: list, imag: list, output: tuple, columns: slice) -> torch.Tensor:
         """One output ``sum_{b, layer} (re + i im) Mk_b`` on every plane, for a block of columns.
 
-        ``Y`` holds the real and imaginary parts of the transformed magnetization in the block,
-        ``(..., 3, nz, 2, w, Ly)``; returns them for the output, ``(..., nh, 2, w, Ly)``. A real
-        kernel multiplies both parts at once (``i im (u + i v) = -im v + i im u`` for the imaginary
-        parts), so the kernel is never copied to complex. Every output has a real term, which
-        starts the sum.
+        ``real[b][layer]`` and ``imag[b][layer]`` are the real and imaginary parts ``u, v`` of the
+        y-transformed magnetization in the block, ``(..., 1, w, Ly)``; returns the complex
+        ``(..., nh, w, Ly)``. The kernels stay real: ``re (u + i v) = re u + i re v`` and
+        ``i im (u + i v) = -im v + i im u``. Every output has a real term, which starts the sums.
         """
-        acc = None
+        acc_re = acc_im = None
         for b, (re, _) in enumerate(output):
             for layer in range(self.grid.nz * (re is not None)):
-                kernel, source = re[:, layer, None, columns], Y[..., None, b, layer, :, :, :]
-                acc = kernel * source if acc is None else acc.addcmul_(kernel, source)
+                kernel, u, v = re[:, layer, columns], real[b][layer], imag[b][layer]
+                if acc_re is None:
+                    acc_re, acc_im = kernel * u, kernel * v
+                else:
+                    acc_re.addcmul_(kernel, u)
+                    acc_im.addcmul_(kernel, v)
         for b, (_, im) in enumerate(output):
             for layer in range(self.grid.nz * (im is not None)):
-                kernel, source = im[:, layer, columns], Y[..., None, b, layer, :, :, :]
-                acc[..., 0, :, :].addcmul_(kernel, source[..., 1, :, :], value=-1)
-                acc[..., 1, :, :].addcmul_(kernel, source[..., 0, :, :])
-        return acc
+                kernel, u, v = im[:, layer, columns], real[b][layer], imag[b][layer]
+                acc_re.addcmul_(kernel, v, value=-1)
+                acc_im.addcmul_(kernel, u)
+        return torch.complex(acc_re, acc_im)
 
     def _block(self, X: torch.Tensor, columns: slice, out: torch.Tensor) -> None:
         """y transforms and kernel products of a block of ``w`` kx columns, written into ``out``.
@@ -566,11 +569,11 @@ class StrayField:
         ``X (..., 3, nz, w, ny)``: the x-transformed magnetization of the block. ``out`` is the
         complex ``(..., nh, ncomp, ny, Kx)``: the x-transformed outputs on the kept rows.
         """
-        Y = torch.fft.fft(X, n=self.ly, dim=-1) if self.ly > 1 else X
-        Y = torch.stack((Y.real, Y.imag), dim=-3)  # (..., 3, nz, 2, w, Ly)
+        Y = torch.fft.fft(X, n=self.ly, dim=-1) if self.ly > 1 else X  # (..., 3, nz, w, Ly)
+        real, imag = ([part.unbind(-4) for part in values.contiguous().unsqueeze(-3).unbind(-5)]
+                      for values in (Y.real, Y.imag))  # [b][layer] -> (..., 1, w, Ly)
         for index, output in enumerate(self.terms):
-            parts = self._product(Y, output, columns)
-            Hk = torch.complex(parts[..., 0, :, :], parts[..., 1, :, :])  # (..., nh, w, Ly)
+            Hk = self._product(real, imag, output, columns)  # (..., nh, w, Ly)
             if self.ly > 1:
                 Hk = torch.fft.ifft(Hk, dim=-1)[..., : self.grid.ny]
             out[..., index, :, columns] = Hk.transpose(-1, -2)
