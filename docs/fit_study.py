@@ -30,8 +30,8 @@ OUT = Path(__file__).parent / "fit_study"
 NAMES = ("Ms", "A", "Ku", "D")
 SINGLE = dict(grid=mm.Grid(nx=48, ny=48, nz=1, dx=1e-9, dy=1e-9, dz=1e-9),
               material=mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3))
-FILM = dict(grid=mm.Grid(nx=80, ny=80, nz=1, dx=2e-9, dy=2e-9, dz=1e-9),
-            material=mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3.3e-3))
+FILM = dict(grid=mm.Grid(nx=80, ny=80, nz=1, dx=1e-9, dy=1e-9, dz=1e-9),
+            material=mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3))
 STRAY = mm.StrayFieldMeasurement(height=6e-9, side="top", component="z")
 MFM = mm.MFMMeasurement(lift_height=10e-9, side="top", tip=mm.PointDipoleTip(moment=1e-16),
                         cantilever=mm.Cantilever(k=3.0, f0=75e3, Q=200))
@@ -43,9 +43,9 @@ def single_skyrmion():
     return mm.relax(mm.textures.skyrmion(g, radius=7e-9), g, mat, tol=1e-10)
 
 
-def skyrmion_film(count: int = 8, seed: int = 3):
+def skyrmion_film(count: int = 6, seed: int = 3):
     g, mat = FILM["grid"], FILM["material"]
-    m0 = mm.textures.random_skyrmions(g, count, radius=8e-9, min_distance=30e-9, margin=12e-9, seed=seed)
+    m0 = mm.textures.random_skyrmions(g, count, radius=6e-9, min_distance=22e-9, margin=10e-9, seed=seed)
     return mm.relax(m0, g, mat, tol=1e-10)
 
 
@@ -73,7 +73,7 @@ HEADER = ("| case | Ms | A | Ku | D | height | final loss | iterations | time | 
 def recovery():
     lines = [HEADER]
     for label, (m, setup) in {"single skyrmion, 48x48 x 1 nm": (single_skyrmion(), SINGLE),
-                              "8 skyrmions, 80x80 x 2 nm": (skyrmion_film(), FILM)}.items():
+                              "6 skyrmions, 80x80 x 1 nm": (skyrmion_film(), FILM)}.items():
         g, mat = setup["grid"], setup["material"]
         print(f"{label}: Q = {mm.topological_charge(m):.2f}", flush=True)
         for meas_label, meas in (("stray field Hz", STRAY), ("MFM frequency shift", MFM)):

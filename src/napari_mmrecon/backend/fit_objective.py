@@ -133,6 +133,8 @@ class Objective:
         self.param = param
         self.settings = settings
         self.bias = bias
+        self.follow_anisotropy = False
+        self.anisotropy_field0 = 2 * param.start["Ku"] / (MU0 * param.start["Ms"]) if param.start["Ms"] else 0.0
         self.bias_weights = (0.0, 0.0)
         self.gradient = gradient
         self.unrolled_steps = unrolled_steps
@@ -151,13 +153,24 @@ class Objective:
         self.best_theta_bias = None
         self.best_image = None
 
-    def bias_field(self, theta_bias: torch.Tensor | None):
-        """The bias field (A/m): fixed, or ``H_K0 * beta`` along z for an optimized map ``beta``."""
+    def bias_field(self, theta_bias: torch.Tensor | None, values: dict | None = None):
+        """The bias field (A/m): the fixed one, or ``H_K0 * beta`` along z for an optimized map ``beta``
+        (``H_K0 = 2 Ku0 / (mu0 Ms0)`` at the start).
+
+        With ``follow_anisotropy`` (a bias shaped from the image) it is scaled by ``H_K / H_K0`` at the
+        parameter ``values``: the misfit is nearly flat along a common scaling of A, Ku and D, and a
+        bias fixed in A/m would let the fit escape its hold (and drift far along that valley) just
+        by scaling them up; scaled with ``H_K``, its relative strength stays put.
+        """
         if theta_bias is None:
-            return self.bias
-        scale = 2 * self.param.start["Ku"] / (MU0 * self.param.start["Ms"])
-        zeros = torch.zeros_like(theta_bias)
-        return torch.stack((zeros, zeros, scale * theta_bias), dim=-1)
+            field = self.bias
+        else:
+            zeros = torch.zeros_like(theta_bias)
+            field = torch.stack((zeros, zeros, self.anisotropy_field0 * theta_bias), dim=-1)
+        if field is None or not self.follow_anisotropy or values is None:
+            return field
+        start = self.param.start
+        return field * ((values["Ku"] / values["Ms"]) / (start["Ku"] / start["Ms"]))
 
     def penalty(self, theta_bias: torch.Tensor | None):
         """``w_size mean(beta^2) + w_smooth mean(|grad beta|^2)`` (cell differences) of an optimized bias."""
@@ -182,7 +195,8 @@ class Objective:
     def __call__(self, theta: torch.Tensor, theta_bias: torch.Tensor | None = None) -> torch.Tensor:
         """Loss (0-d tensor with the graph to ``theta`` and ``theta_bias``); raises ``FitCancelled``.
 
-        The best state is updated only by states of the first state's topology (``CHARGE_TOLERANCE``).
+        The best state is updated only by converged relaxations of the first state's topology
+        (``CHARGE_TOLERANCE``).
         """
         if is_cancelled(self.settings.cancel):
             raise FitCancelled
@@ -191,10 +205,13 @@ class Objective:
             coarse = RELAX_TOL_FACTOR * math.sqrt(self.best) if math.isfinite(self.best) else RELAX_TOL_CEILING
             self.settings.tol = max(self.relax_tol, min(RELAX_TOL_CEILING, coarse))
         v = self.param.values(theta)
-        m = self._relaxed(v, self.bias_field(theta_bias))
+        m = self._relaxed(v, self.bias_field(theta_bias, v))
         info = self.settings.stats.last_info
         if info is not None and info.cancelled:
             raise FitCancelled
+        if self.gradient == "implicit" and not info.converged:
+            self.lost_evaluations += 1  # no equilibrium within the iteration cap: never the best state
+            return ((self.image(m, v) - self.target) ** 2).mean() / self.power
         image = self.image(m, v)
         loss = ((image - self.target) ** 2).mean() / self.power + self.penalty(theta_bias)
         value = float(loss.detach())
@@ -212,13 +229,13 @@ class Objective:
             self.best_image = image.detach()
         return loss
 
-    def jacobian(self, cg_tol: float | None = None) -> torch.Tensor:
+    def jacobian(self, cg_tol: float | None = None, cg_max_iter: int | None = None) -> torch.Tensor:
         """``dS/deps (N, n)`` at the best state, for relative changes ``p = p (1 + eps)`` of each
         fitted value (offset: ``+ eps * offset_scale``), through the equilibrium.
 
         Material columns: the equilibrium's tangent response ``Hess dm = -P d_eps grad_m E``
-        (conjugate gradients to ``cg_tol``, default ``settings.cg_tol``; all columns solved as one
-        batch), then the image's directional derivative along ``(dm, e_j)``, with the plane's kernel
+        (conjugate gradients to ``cg_tol`` or ``cg_max_iter`` iterations, defaults from ``settings``;
+        all columns solved as one batch), then the image's directional derivative along ``(dm, e_j)``, with the plane's kernel
         held fixed (cached). The height column (the energy does not depend on it) is the image's
         derivative along the height alone: ``measurement.height_derivative`` (analytic kernel), or
         autograd through the kernel where that has no analytic form.
@@ -226,8 +243,7 @@ class Objective:
         started = time.perf_counter()
         grid, settings, names = self.grid, self.settings, self.param.names
         base = {k: v.detach() for k, v in self.param.values(self.best_theta).items()}
-        bias = self.bias_field(self.best_theta_bias)
-        bias = None if bias is None else bias.detach()
+        beta = None if self.best_theta_bias is None else self.best_theta_bias.detach()
         m = self.m_best
         others = [name for name in names if name != "height"]
 
@@ -242,6 +258,7 @@ class Objective:
 
         def energy_grad(eps):
             v = values_of(eps)
+            bias = self.bias_field(beta, v)
             return energy_gradient(build_model(grid, (v["Ms"], v["A"], v["Ku"], v["D"], bias), settings), m)
 
         def image(m_, eps):
@@ -252,6 +269,7 @@ class Objective:
 
         columns = {}
         if others:
+            bias = self.bias_field(beta, base)
             hessian = TangentHessian(build_model(grid, (base["Ms"], base["A"], base["Ku"], base["D"], bias),
                                                  settings), m)
             eps0 = torch.zeros(len(others), dtype=grid.dtype, device=grid.device)
@@ -260,7 +278,7 @@ class Objective:
             rhs = -hessian.project(b) / (MU0 * grid.cell_volume)
             cancel = settings.cancel if hasattr(settings.cancel, "is_set") else None
             dm, iterations, _ = conjugate_gradient(hessian, rhs, hessian.project, cg_tol or settings.cg_tol,
-                                                   settings.cg_max_iter, cancel)
+                                                   cg_max_iter or settings.cg_max_iter, cancel)
             settings.stats.cg_iterations += iterations
             if is_cancelled(settings.cancel):
                 raise FitCancelled

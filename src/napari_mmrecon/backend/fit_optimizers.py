@@ -18,12 +18,16 @@ from .fit_objective import FitCancelled, Objective, is_cancelled
 
 OPTIMIZERS = ("levenberg-marquardt", "lbfgs", "adam")
 STEP_CG_TOL = 1e-6
-"""Relative residual of the tangent solves behind a Levenberg-Marquardt step (the uncertainty
-estimate at the end solves to the settings' tighter tolerance)."""
+STEP_CG_MAX_ITER = 300
+"""Relative residual and iteration cap of the tangent solves behind a Levenberg-Marquardt step: a
+step needs only an approximate Jacobian, and far from the optimum the state is relaxed coarsely,
+where the tangent Hessian of a many-skyrmion film has near-zero (translation) modes that stall
+conjugate gradients. The uncertainty estimate at the end solves to the settings' tolerances."""
 MAX_REJECTIONS = 6
 """Levenberg-Marquardt ends when this many damped steps in a row fail to lower the loss."""
+PATIENCE = 2
 ADAM_PATIENCE = 20
-"""Adam stops after this many iterations without a relative improvement above ``loss_tol``."""
+"""Iterations in a row without a relative improvement above ``loss_tol`` that end a stage."""
 
 
 @dataclass
@@ -45,12 +49,13 @@ class FitProgress:
 
 @dataclass
 class StopRule:
-    """Stop when the best loss changes by less than ``loss_tol`` (relative) over an iteration, the
-    largest gradient component (w.r.t. ``theta``) is below ``grad_tol``, the largest step below
-    ``step_tol``, or after ``max_iter`` iterations."""
+    """Stop when the best loss has changed by less than ``loss_tol`` (relative) in each of the last
+    ``PATIENCE`` iterations (``ADAM_PATIENCE`` for Adam), the largest gradient component (w.r.t.
+    ``theta``) is below ``grad_tol``, the largest step below ``step_tol``, or after ``max_iter``
+    iterations."""
 
     max_iter: int = 100
-    loss_tol: float = 1e-10
+    loss_tol: float = 1e-3
     grad_tol: float = 1e-12
     step_tol: float = 1e-9
 
@@ -82,12 +87,12 @@ def levenberg_marquardt(objective: Objective, theta: torch.Tensor, rule: StopRul
             objective(theta)
     norm = math.sqrt(objective.target.numel() * objective.power)
     mu = 1e-3
-    iteration = 0
+    iteration = slow = 0
     for iteration in range(1, rule.max_iter + 1):
         if is_cancelled(objective.settings.cancel):
             raise FitCancelled
         theta = objective.best_theta
-        J = objective.jacobian(STEP_CG_TOL) * objective.param.relative_rate(theta) / norm
+        J = objective.jacobian(STEP_CG_TOL, STEP_CG_MAX_ITER) * objective.param.relative_rate(theta) / norm
         r = (objective.best_image - objective.target).reshape(-1) / norm
         A = J.T @ J
         g = J.T @ r
@@ -105,8 +110,8 @@ def levenberg_marquardt(objective: Objective, theta: torch.Tensor, rule: StopRul
         _report(objective, stage, iteration, history, progress)
         if objective.best >= previous:
             return iteration, True  # no downhill step even with strong damping: a minimum to round-off
-        if (_relative_change(previous, objective.best) < rule.loss_tol or float(step.abs().max()) < rule.step_tol
-                or float(g.abs().max()) < rule.grad_tol):
+        slow = slow + 1 if _relative_change(previous, objective.best) < rule.loss_tol else 0
+        if slow >= PATIENCE or float(step.abs().max()) < rule.step_tol or float(g.abs().max()) < rule.grad_tol:
             return iteration, True
     return iteration, False
 
@@ -151,8 +156,7 @@ def gradient_descent(objective: Objective, variables: list, optimizer: str, rule
             stalled += 1
         else:
             reference, stalled = objective.best, 0
-        # L-BFGS's line search always descends, so one stalled step ends it; Adam oscillates
-        patience = 1 if optimizer == "lbfgs" else ADAM_PATIENCE
+        patience = PATIENCE if optimizer == "lbfgs" else ADAM_PATIENCE  # Adam oscillates
         if grad_max < rule.grad_tol or (iteration > 1 and stalled >= patience) or objective.best == 0.0:
             return iteration, True
     return iteration, False

@@ -51,8 +51,15 @@ DEFAULT_BIAS = "target"
 DEFAULT_BIAS_STRENGTH = 0.2
 BIAS_SCHEDULE = (1.0, 0.25, 0.0625)
 """Scales of a fixed bias in the successive biased stages."""
-BIASED_STAGE_ITERATIONS = 3
+BIASED_STAGE_ITERATIONS = 1
 MAX_BIAS_INSERTIONS = 6
+MAX_RELAX_ITERATIONS = 5000
+"""An inner relaxation that has not converged after this many iterations (a texture at an
+instability) does not count as an equilibrium."""
+MIN_START_CORRELATION = 0.7
+POOR_MISFIT = 0.5
+"""A normalized misfit above this means the simulated texture does not explain the image (a noise
+level of 50 % of the image's power would be needed): the start is refused, the end reported."""
 __all__ = ["FitCancelled", "FitProgress", "FitResult", "check_physical", "check_target", "fit_parameters"]
 
 
@@ -202,7 +209,7 @@ def _correlation(cov: np.ndarray) -> np.ndarray:
 def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL_PARAMETERS, m0=None,
                    bias=DEFAULT_BIAS, bias_strength: float = DEFAULT_BIAS_STRENGTH,
                    bias_penalty: tuple = (1e-4, 1e-3), final_unbiased: bool = True,
-                   optimizer: str = "levenberg-marquardt", max_iter: int = 100, loss_tol: float = 1e-10,
+                   optimizer: str = "levenberg-marquardt", max_iter: int = 100, loss_tol: float = 1e-3,
                    relax_tol: float = 1e-8, adam_lr: float = 0.02, external_field=None, pixel_size=None,
                    gradient: str = "implicit", unrolled_steps: int = 200, progress=None,
                    cancel=None) -> FitResult:
@@ -236,7 +243,8 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     max_iter : int
         Outer iterations per stage.
     loss_tol : float
-        Stop when the best loss changes by less than this (relative) over an iteration.
+        Stop when the best loss improves by less than this (relative) in two iterations in a row
+        (``fit_optimizers.StopRule``); noise-free fits then end at the floor set by ``relax_tol``.
     relax_tol : float
         Torque tolerance of every inner relaxation (``max |m x H| / Ms``).
     external_field : optional
@@ -276,17 +284,18 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     start["offset"] = 0.0
     check_physical(start)
     param = Parameterization(start, names, offset_scale=float(np.std(image)))
-    settings = EquilibriumSettings(tol=relax_tol, external_field=external_field, Ku_axis=init.Ku_axis,
-                                   cancel=cancel)
+    settings = EquilibriumSettings(tol=relax_tol, max_iter=MAX_RELAX_ITERATIONS, external_field=external_field,
+                                   Ku_axis=init.Ku_axis, cancel=cancel)
 
     estimate = None
     if (isinstance(bias, str) and bias != "none") or m0 is None:
-        estimate = perpendicular_estimate(image - np.median(image), grid, measurement, start["Ms"])
+        estimate = perpendicular_estimate(image, grid, measurement, start["Ms"])
     m_start = _starting_state(m0, estimate, grid)
     fixed_bias, beta = _bias(bias, estimate, grid, start, bias_strength)
     objective = Objective(grid, measurement, grid.tensor(image), param, settings, m_start, fixed_bias, gradient,
                           unrolled_steps)
     objective.bias_weights = tuple(bias_penalty)
+    objective.follow_anisotropy = isinstance(bias, str)  # shaped from the image, not a user's field in A/m
     if m0 is not None:  # the given texture defines the configuration to keep
         objective.charge = topological_charge(m_start)
 
@@ -306,6 +315,8 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         rule.max_iter = stage_iterations
         try:
             _enter_stage(objective, theta, beta)
+            if held_scale is None:
+                _check_start_pattern(objective)
             if beta is not None or optimizer != "levenberg-marquardt":
                 method = "lbfgs" if optimizer == "levenberg-marquardt" else optimizer
                 variables = [theta] + ([beta] if beta is not None else [])
@@ -339,7 +350,8 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         if stage not in stage_values:  # the first (full-strength) biased stage, and the unbiased one
             stage_values[stage] = param.floats(theta)
             if stage == "biased":
-                used_bias = objective.bias_field(objective.best_theta_bias).detach().cpu().numpy()
+                field = objective.bias_field(objective.best_theta_bias, param.values(theta))
+                used_bias = field.detach().cpu().numpy()
         if cancelled:
             break
     if objective.best_theta is None:  # the last stage lost the configuration: restore the held state
@@ -349,9 +361,27 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
             objective(theta)
     result = _result(objective, init, stage_values, used_bias, history, converged, cancelled, iterations,
                      start_time)
+    if result.converged and result.loss_history and result.loss_history[-1] > POOR_MISFIT:
+        result.converged = False
+        message = (f"ended at a poor fit: {result.loss_history[-1]:.0%} of the image unexplained (the texture or "
+                   "the measurement settings do not match the image)")
     result.message = message or ("cancelled" if cancelled else "converged" if result.converged else
                                  f"stopped after {max_iter} iterations without converging")
     return result
+
+
+def _check_start_pattern(objective: Objective) -> None:
+    """``ValueError`` unless the first relaxed state's image correlates with the target (after removing
+    both means) better than ``MIN_START_CORRELATION``: amplitude errors (Ms, height 30 % off) are
+    fine, a collapsed texture or an inverted image (side, sign, component) is not."""
+    simulated = objective.best_image - objective.best_image.mean()
+    target = objective.target - objective.target.mean()
+    correlation = float((simulated * target).sum() / (simulated.norm() * target.norm()).clamp_min(1e-300))
+    if correlation < MIN_START_CORRELATION:
+        raise ValueError(
+            f"the starting texture, relaxed at the initial parameters, does not look like the image (correlation "
+            f"{correlation:+.2f}): check the measurement (height, side, component, the image's units and sign) "
+            "or give a starting magnetization (m0) in the measured configuration")
 
 
 def _enter_stage(objective: Objective, theta: torch.Tensor, beta) -> None:
@@ -419,6 +449,8 @@ def _result(objective: Objective, init: Material, stage_values: dict, used_bias,
     param = objective.param
     names = param.names
     values = param.floats(objective.best_theta)
+    stats = objective.settings.stats
+    adjoint_before = stats.adjoint_time  # the uncertainty's own solves are counted apart
     t_unc = time.perf_counter()
     if cancelled:  # answer at once: no Jacobian solves after a cancel
         cov = np.full((len(names), len(names)), np.nan)
@@ -427,13 +459,13 @@ def _result(objective: Objective, init: Material, stage_values: dict, used_bias,
     else:
         cov, sigma = gauss_newton_covariance(objective)
     t_unc = time.perf_counter() - t_unc
+    stats.adjoint_time = adjoint_before
     bias_shift = {}
     if len(stage_values) == 2:
         for name in names:
             before, after = stage_values["biased"][name], stage_values["unbiased"][name]
             bias_shift[name] = (after - before) / before if before != 0 else after - before
     total = time.perf_counter() - start_time
-    stats = objective.settings.stats
     timings = {"relax": stats.relax_time, "adjoint": stats.adjoint_time, "uncertainty": t_unc,
                "outer": total - stats.relax_time - stats.adjoint_time - t_unc, "total": total,
                "relax_iterations": stats.relax_iterations, "cg_iterations": stats.cg_iterations,
