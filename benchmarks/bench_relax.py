@@ -106,6 +106,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-magnum", action="store_true")
+    parser.add_argument("--no-llg", action="store_true", help="skip magnum.np's LLG relaxation (slow on a busy machine)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -122,7 +123,8 @@ def main(argv=None):
               f"warm {ours['warm']:6.3f} s  {ours['iterations']} it / {ours['evaluations']} fields  "
               f"R = {ours['radius_nm']:.3f} nm")
         if not args.no_magnum:
-            for method, label in (("bb", "magnum.np BB "), ("llg", "magnum.np LLG")):
+            methods = (("bb", "magnum.np BB "),) + (() if args.no_llg else (("llg", "magnum.np LLG"),))
+            for method, label in methods:
                 peer = _spawn(["magnum", str(n), method] + threads)
                 print(f"  {label}       cold {peer['total']:6.2f} s (after import {peer['after_import']:5.2f} s)  "
                       f"warm {peer['warm']:6.3f} s  R = {peer['radius_nm']:.3f} nm  "

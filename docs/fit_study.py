@@ -61,19 +61,19 @@ def errors(result, material, measurement=None, true_height=None):
 
 
 def fmt_row(label, row, result):
-    cells = " | ".join(f"{100 * row.get(n, float('nan')):+.3f} %" if n in row else "-" for n in NAMES + ("height",))
+    cells = " | ".join(f"{row[n]:+.1e}" if n in row else "-" for n in NAMES + ("height",))
     return (f"| {label} | {cells} | {result.loss_history[-1]:.1e} | {result.iterations} | "
             f"{result.timings['total']:.0f} s | {result.message} |")
 
 
-HEADER = ("| case | Ms | A | Ku | D | height | final loss | iterations | time | outcome |\n"
+HEADER = ("| case | Ms error | A error | Ku error | D error | height error | final loss | iterations | time | outcome |\n"
           "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def recovery():
     lines = [HEADER]
     for label, (m, setup) in {"single skyrmion, 48x48 x 1 nm": (single_skyrmion(), SINGLE),
-                              "6 skyrmions, 80x80 x 1 nm": (skyrmion_film(), FILM)}.items():
+                              "5 skyrmions, 80x80 x 1 nm": (skyrmion_film(), FILM)}.items():
         g, mat = setup["grid"], setup["material"]
         print(f"{label}: Q = {mm.topological_charge(m):.2f}", flush=True)
         for meas_label, meas in (("stray field Hz", STRAY), ("MFM frequency shift", MFM)):
