@@ -132,19 +132,24 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=(-4, -3, -2, -1), keepdim=True)
 
 
-def conjugate_gradient(operator, b: torch.Tensor, project, tol: float, max_iter: int, cancel=None):
+def conjugate_gradient(operator, b: torch.Tensor, project, tol: float, max_iter: int, cancel=None, x0=None):
     """Solve ``operator x = b`` for a symmetric positive definite operator on tangent vectors.
 
     ``b`` is ``(nz, ny, nx, 3)`` or a batch ``(B, nz, ny, nx, 3)`` of independent right-hand sides
-    (solved together: one batched operator call per iteration), already tangent. Each system
-    stops when ``|r| <= tol |b|``; a set ``cancel`` (``threading.Event``) stops all at once. Returns
-    ``(x, iterations, largest relative residual)``.
+    (solved together: one batched operator call per iteration), already tangent. ``x0`` (``b``'s
+    shape, optional) is a starting guess, projected to the tangent space first (e.g. the solution
+    of a nearby system). Each system stops when ``|r| <= tol |b|``; a set ``cancel``
+    (``threading.Event``) stops all at once. Returns ``(x, iterations, largest relative residual)``.
     """
-    x = torch.zeros_like(b)
-    r = b.clone()
+    bb = _dot(b, b)
+    if x0 is None:
+        x = torch.zeros_like(b)
+        r = b.clone()
+    else:
+        x = project(x0)
+        r = b - project(operator(x))
     p = r.clone()
     rr = _dot(r, r)
-    bb = rr.clone()
     target = tol * tol * bb
     active = bb > 0
     iteration = 0

@@ -51,13 +51,15 @@ class FitProgress:
 class StopRule:
     """Stop when the best loss has changed by less than ``loss_tol`` (relative) in each of the last
     ``PATIENCE`` iterations (``ADAM_PATIENCE`` for Adam), the largest gradient component (w.r.t.
-    ``theta``) is below ``grad_tol``, the largest step below ``step_tol``, or after ``max_iter``
+    ``theta``) is below ``grad_tol``, the largest step below ``step_tol`` (``theta`` is
+    log-scaled, so this is the relative change of every parameter: a noise-free fit approaches
+    round-off by ever smaller steps whose loss still falls by a few % each), or after ``max_iter``
     iterations."""
 
     max_iter: int = 100
     loss_tol: float = 1e-3
     grad_tol: float = 1e-12
-    step_tol: float = 1e-9
+    step_tol: float = 1e-6
 
 
 def _report(objective: Objective, stage: str, iteration: int, history: list, progress):
