@@ -104,6 +104,32 @@ def test_objective_gradient_with_height_and_offset_matches_finite_differences(sk
             assert float(theta.grad[i]) == pytest.approx(float(fd), rel=1e-4, abs=1e-9), name
 
 
+def test_jacobian_through_the_equilibrium_matches_finite_differences(skyrmion):
+    """Each column of ``Objective.jacobian`` (tangent solves for Ms, A, Ku, D; the analytic height
+    derivative; the offset) against central differences of the relaxed state's image."""
+    target = STRAY.simulate(skyrmion, GRID, TRUE.Ms)
+    start = dict(Ms=6e5, A=1.4e-11, Ku=8.2e5, D=2.9e-3, height=4.4e-9, offset=1e3)
+    names = NAMES + ("height", "offset")
+    settings = EquilibriumSettings(tol=1e-11, cg_tol=1e-12)
+    objective = Objective(GRID, STRAY, GRID.tensor(target), Parameterization(start, names, 1e3), settings,
+                          GRID.tensor(skyrmion), None, adaptive_tol=False)
+    with torch.no_grad():
+        objective(torch.zeros(6, dtype=torch.float64))
+    J = objective.jacobian()
+    base = {k: v.detach() for k, v in objective.param.values(objective.best_theta).items()}
+
+    def image(name, eps):
+        values = dict(base)
+        values[name] = base[name] + eps * 1e3 if name == "offset" else base[name] * (1 + eps)
+        with torch.no_grad():
+            return objective.image(objective._relaxed(values, None), values).reshape(-1)
+
+    h = 1e-4
+    for j, name in enumerate(names):
+        fd = (image(name, h) - image(name, -h)) / (2 * h)
+        assert float((J[:, j] - fd).norm() / fd.norm()) < 1e-5, name
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_gradient_optimizers_lower_the_misfit(skyrmion, optimizer):
     target = STRAY.simulate(skyrmion, GRID, TRUE.Ms)

@@ -25,6 +25,9 @@ where the tangent Hessian of a many-skyrmion film has near-zero (translation) mo
 conjugate gradients. The uncertainty estimate at the end solves to the settings' tolerances."""
 MAX_REJECTIONS = 6
 """Levenberg-Marquardt ends when this many damped steps in a row fail to lower the loss."""
+LM_LOSS_TOL = 1e-6
+GRADIENT_LOSS_TOL = 1e-3
+"""Default relative loss change that ends a stage (see ``fitting.fit_parameters``'s ``loss_tol``)."""
 PATIENCE = 2
 ADAM_PATIENCE = 20
 """Iterations in a row without a relative improvement above ``loss_tol`` that end a stage."""

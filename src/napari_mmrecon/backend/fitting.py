@@ -31,7 +31,8 @@ import torch
 from .bias import bias_from_shape, bias_shape, perpendicular_estimate, texture_from_estimate
 from .equilibrium import EquilibriumSettings
 from .fit_objective import ConfigurationLost, FitCancelled, Objective, Parameterization
-from .fit_optimizers import OPTIMIZERS, FitProgress, StopRule, gradient_descent, levenberg_marquardt
+from .fit_optimizers import (GRADIENT_LOSS_TOL, LM_LOSS_TOL, OPTIMIZERS, FitProgress, StopRule, gradient_descent,
+                             levenberg_marquardt)
 from .analysis import topological_charge
 from .grid import Grid, Material
 from .measurement import check_measurement, plane_distance, with_plane_distance
@@ -53,6 +54,10 @@ BIAS_SCHEDULE = (1.0, 0.25, 0.0625)
 """Scales of a fixed bias in the successive biased stages."""
 BIASED_STAGE_ITERATIONS = 1
 MAX_BIAS_INSERTIONS = 6
+MAX_START_BIAS_SCALE = 4.0
+"""Where the start loses its configuration under the image-shaped bias (a skyrmion collapses, appears
+or runs out into a stripe at parameters far from the truth), the first stage is retried at twice
+the bias (fixed, or the optimized map's start), up to this many times ``bias_strength``."""
 MAX_RELAX_ITERATIONS = 5000
 """An inner relaxation that has not converged after this many iterations (a texture at an
 instability) does not count as an equilibrium."""
@@ -209,7 +214,7 @@ def _correlation(cov: np.ndarray) -> np.ndarray:
 def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL_PARAMETERS, m0=None,
                    bias=DEFAULT_BIAS, bias_strength: float = DEFAULT_BIAS_STRENGTH,
                    bias_penalty: tuple = (1e-4, 1e-3), final_unbiased: bool = True,
-                   optimizer: str = "levenberg-marquardt", max_iter: int = 100, loss_tol: float = 1e-3,
+                   optimizer: str = "levenberg-marquardt", max_iter: int = 100, loss_tol: float | None = None,
                    relax_tol: float = 1e-8, adam_lr: float = 0.02, external_field=None, pixel_size=None,
                    gradient: str = "implicit", unrolled_steps: int = 200, progress=None,
                    cancel=None) -> FitResult:
@@ -242,9 +247,13 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     optimizer : "levenberg-marquardt", "lbfgs" or "adam"
     max_iter : int
         Outer iterations per stage.
-    loss_tol : float
+    loss_tol : float, optional
         Stop when the best loss improves by less than this (relative) in two iterations in a row
-        (``fit_optimizers.StopRule``); noise-free fits then end at the floor set by ``relax_tol``.
+        (``fit_optimizers.StopRule``). Default: ``LM_LOSS_TOL`` (1e-6) for Levenberg-Marquardt, which
+        also ends when no parameter moves by more than 1e-6 (relative) in a step, and
+        ``GRADIENT_LOSS_TOL`` (1e-3) for L-BFGS and Adam (also the optimized-bias stage), whose
+        progress along flat valleys is too slow to follow. A noisy image's loss is dominated by the
+        noise, so a loose tolerance there stops near the start along the flat A-Ku-D direction.
     relax_tol : float
         Torque tolerance of every inner relaxation (``max |m x H| / Ms``).
     external_field : optional
@@ -299,20 +308,22 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     if m0 is not None:  # the given texture defines the configuration to keep
         objective.charge = topological_charge(m_start)
 
-    rule = StopRule(max_iter=max_iter, loss_tol=loss_tol)
+    lm_rule = StopRule(max_iter=max_iter, loss_tol=LM_LOSS_TOL if loss_tol is None else loss_tol)
+    gradient_rule = StopRule(max_iter=max_iter, loss_tol=GRADIENT_LOSS_TOL if loss_tol is None else loss_tol)
     history: list = []
     theta = torch.zeros(len(names), dtype=grid.dtype, device=grid.device)
     iterations, converged, cancelled, message = 0, False, False, ""
     stage_values, used_bias = {}, None
     schedule = _stages(fixed_bias, beta, final_unbiased, max_iter)
     held_scale, inserted = None, 0  # the last bias scale at which the configuration held
+    start_boost = 1.0  # factor on an optimized bias map's start (see MAX_START_BIAS_SCALE)
     while schedule:
         stage, scale, stage_iterations = schedule[0]
         objective.bias = None if fixed_bias is None else scale * fixed_bias
         if stage == "unbiased":
             beta = None
         objective.reset_best()
-        rule.max_iter = stage_iterations
+        lm_rule.max_iter = gradient_rule.max_iter = stage_iterations
         try:
             _enter_stage(objective, theta, beta)
             if held_scale is None:
@@ -320,18 +331,23 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
             if beta is not None or optimizer != "levenberg-marquardt":
                 method = "lbfgs" if optimizer == "levenberg-marquardt" else optimizer
                 variables = [theta] + ([beta] if beta is not None else [])
-                n, converged = gradient_descent(objective, variables, method, rule, stage, history, progress,
-                                                adam_lr)
+                n, converged = gradient_descent(objective, variables, method, gradient_rule, stage, history,
+                                                progress, adam_lr)
             else:
-                n, converged = levenberg_marquardt(objective, theta, rule, stage, history, progress)
+                n, converged = levenberg_marquardt(objective, theta, lm_rule, stage, history, progress)
             iterations += n
         except FitCancelled:
             cancelled = True
         except ConfigurationLost:
             if held_scale is None:
-                raise ValueError("the starting magnetization changes topology (a skyrmion collapses or appears) "
-                                 "when relaxed at the initial parameters: start closer to the true values, or "
-                                 "hold the texture with a bias (bias='target')") from None
+                if fixed_bias is not None and 2 * scale <= MAX_START_BIAS_SCALE:
+                    schedule[0] = ("biased", 2 * scale, BIASED_STAGE_ITERATIONS)  # hold the start harder
+                    continue
+                if beta is not None and 2 * start_boost <= MAX_START_BIAS_SCALE:
+                    beta, start_boost = 2 * beta, 2 * start_boost  # the optimized map, started stronger
+                    continue
+                raise ValueError(_lost_start_message(fixed_bias is not None or beta is not None,
+                                                     max(scale, start_boost), bias_strength)) from None
             if fixed_bias is None or inserted >= MAX_BIAS_INSERTIONS:
                 message = (f"the texture changes topology (a skyrmion collapses or appears) when the bias is lowered "
                            f"to {scale:g} of its strength; the result is the fit at {held_scale:g} of the bias")
@@ -368,6 +384,15 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     result.message = message or ("cancelled" if cancelled else "converged" if result.converged else
                                  f"stopped after {max_iter} iterations without converging")
     return result
+
+
+def _lost_start_message(biased: bool, scale: float, strength: float) -> str:
+    """Why the fit could not start: the first relaxation changed topology or found no equilibrium."""
+    held = (f" even under a bias of {scale * strength:g} times the anisotropy field" if biased else "")
+    advice = "start closer to the true values" + ("" if biased else ", or hold the texture with a bias (bias='target')")
+    return (f"the starting magnetization, relaxed at the initial parameters{held}, changes topology or reaches "
+            f"no equilibrium within {MAX_RELAX_ITERATIONS} iterations (a skyrmion collapses, appears or runs "
+            f"out into a stripe): {advice}")
 
 
 def _check_start_pattern(objective: Objective) -> None:
