@@ -238,8 +238,9 @@ class Objective:
 
         Material columns: the equilibrium's tangent response ``Hess dm = -P d_eps grad_m E``
         (conjugate gradients to ``cg_tol`` or ``cg_max_iter`` iterations, defaults from ``settings``;
-        all columns solved as one batch, started from the previous Jacobian's ``dm``), then the image's directional derivative along ``(dm, e_j)``, with the plane's kernel
-        held fixed (cached). The height column (the energy does not depend on it) is the image's
+        all columns solved as one batch, started from the previous Jacobian's ``dm``), then the
+        image's directional derivative along ``(dm, e_j)``, with the plane's kernel held fixed
+        (cached). The height column (the energy does not depend on it) is the image's
         derivative along the height alone: ``measurement.height_derivative`` (analytic kernel), or
         autograd through the kernel where that has no analytic form.
         """
