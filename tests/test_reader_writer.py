@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from napari.utils.notifications import NotificationSeverity, notification_manager
 
 import napari_mmrecon as mm
 from napari_mmrecon import layers as layer_data
@@ -12,13 +11,6 @@ from napari_mmrecon import layers as layer_data
 PLUGIN = "napari-mmrecon"
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def notes():
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
 
 
 @pytest.fixture
@@ -124,7 +116,7 @@ def test_layers_that_cannot_be_written_give_a_notification(make_napari_viewer, n
         assert layer.save(str(tmp_path / "plain.tif"), plugin=PLUGIN) == []
         assert layer.save(str(tmp_path / "plain.ovf"), plugin=PLUGIN) == []
     assert list(tmp_path.iterdir()) == []
-    messages = [n.message for n in notes if n.severity == NotificationSeverity.ERROR]
+    messages = notes.errors()
     assert "'plain' has no physical pixel size" in messages[0]
     assert "'plain' is not a magnetization layer of napari-mmrecon" in messages[1]
 
@@ -148,5 +140,5 @@ def test_corrupt_file_gives_a_notification_and_no_layer(make_napari_viewer, note
     viewer = make_napari_viewer()
     assert viewer.open(tmp_path / name, plugin=PLUGIN) == []
     assert len(viewer.layers) == 0
-    messages = [n.message for n in notes if n.severity == NotificationSeverity.ERROR]
+    messages = notes.errors()
     assert len(messages) == 1 and messages[0].startswith(f"napari-mmrecon cannot open {name}: ")

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from napari.utils.notifications import NotificationSeverity, notification_manager
+from napari.utils.notifications import NotificationSeverity
 
 import napari_mmrecon as mm
 from napari_mmrecon import layers as layer_data
@@ -17,17 +17,6 @@ from napari_mmrecon.widgets.runner import JobPanel, Task
 from napari_mmrecon.widgets.simulator import SimulatorWidget
 
 
-@pytest.fixture
-def notes():
-    """Every napari notification dispatched during the test."""
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
-
-
-def errors(notes):
-    return [n.message for n in notes if n.severity == NotificationSeverity.ERROR]
 
 
 @pytest.fixture
@@ -54,7 +43,7 @@ def test_texture_relaxed_then_measured_on_both_sides(simulator, qtbot, notes):
     widget.outputs["|H|"].value = True
     widget.outputs["phase"].value = True
     click_and_wait(qtbot, widget.panel)
-    assert errors(notes) == []
+    assert notes.errors() == []
     assert widget.panel.status.value.startswith("done")
     names = [layer.name for layer in viewer.layers]
     assert names[:2] == ["skyrmion relaxed", "skyrmion relaxed arrows"]
@@ -104,7 +93,7 @@ def test_magnetization_layer_gives_grid_and_material(simulator, qtbot, notes):
     widget.relax.value = False
     widget.heights.value = "15"
     click_and_wait(qtbot, widget.panel)
-    assert errors(notes) == []
+    assert notes.errors() == []
     assert [layer.name for layer in viewer.layers] == ["state", "state arrows", "plain", "Hz top 15 nm",
                                                        "MFM df top 15 nm"]
     hz = viewer.layers["Hz top 15 nm"]
@@ -124,7 +113,7 @@ def test_mz_image_without_scale_needs_a_pixel_size(simulator, qtbot, notes):
     widget.outputs["frequency_shift"].value = False
     click_and_wait(qtbot, widget.panel)
     assert len(viewer.layers) == 1
-    assert any("'domains' has no physical pixel size" in message for message in errors(notes))
+    assert any("'domains' has no physical pixel size" in message for message in notes.errors())
     widget.pixel_nm.value = 2.0
     click_and_wait(qtbot, widget.panel)
     assert [layer.name for layer in viewer.layers] == ["domains", "Hz top 10 nm", "Hz top 20 nm"]
@@ -140,7 +129,7 @@ def test_nan_image_is_refused(simulator, qtbot, notes):
     widget.layer.value = viewer.layers["holey"]
     click_and_wait(qtbot, widget.panel)
     assert len(viewer.layers) == 1
-    assert errors(notes) == ["Stray field / MFM simulator: layer 'holey' contains 1 NaN or inf values"]
+    assert notes.errors() == ["Stray field / MFM simulator: layer 'holey' contains 1 NaN or inf values"]
 
 
 BAD_FIELDS = [
@@ -165,13 +154,13 @@ def test_absurd_parameters_give_a_message_and_no_layer(simulator, qtbot, notes):
         notes.clear()
         click_and_wait(qtbot, widget.panel)
         assert len(viewer.layers) == 0
-        assert len(errors(notes)) == 1 and message in errors(notes)[0], (field, errors(notes))
+        assert len(notes.errors()) == 1 and message in notes.errors()[0], (field, notes.errors())
         assert not widget.panel.is_running and widget.panel.status.value.startswith("failed")
         target.value = good
     notes.clear()
     widget.source.value = "layer"  # with no layer in the viewer
     click_and_wait(qtbot, widget.panel)
-    assert len(viewer.layers) == 0 and "no layer to simulate" in errors(notes)[0]
+    assert len(viewer.layers) == 0 and "no layer to simulate" in notes.errors()[0]
 
 
 def test_corrupt_ovf_file_is_named(simulator, qtbot, notes, tmp_path):
@@ -182,7 +171,7 @@ def test_corrupt_ovf_file_is_named(simulator, qtbot, notes, tmp_path):
     widget.ovf_path.value = bad  # choosing it already reports the problem
     click_and_wait(qtbot, widget.panel)
     assert len(viewer.layers) == 0
-    assert len(errors(notes)) == 2 and all("broken.ovf" in message for message in errors(notes))
+    assert len(notes.errors()) == 2 and all("broken.ovf" in message for message in notes.errors())
 
 
 def test_ovf_file_fills_material_and_is_simulated(simulator, qtbot, notes, tmp_path):
@@ -197,7 +186,7 @@ def test_ovf_file_fills_material_and_is_simulated(simulator, qtbot, notes, tmp_p
     widget.relax.value = False
     widget.outputs["frequency_shift"].value = False
     click_and_wait(qtbot, widget.panel)
-    assert errors(notes) == []
+    assert notes.errors() == []
     assert [layer.name for layer in viewer.layers] == ["omf_style", "omf_style arrows", "Hz top 10 nm",
                                                        "Hz top 20 nm"]
     np.testing.assert_allclose(viewer.layers["Hz top 10 nm"].data, mm.stray_field(m, grid, 7e5, 10e-9)[..., 2],
@@ -223,7 +212,7 @@ def test_cancel_stops_a_long_run_within_a_second(simulator, qtbot, notes):
     qtbot.waitUntil(lambda: not widget.panel.is_running, timeout=5000)
     assert time.perf_counter() - start < 1.0
     assert widget.panel.status.value == "cancelled"
-    assert len(viewer.layers) == 0 and errors(notes) == []
+    assert len(viewer.layers) == 0 and notes.errors() == []
     # the widget is ready again
     widget.texture.value = "uniform"
     widget.tol.value = "1e-3"
@@ -333,7 +322,7 @@ def test_runner_turns_exceptions_into_notifications(qtbot, notes, error, message
 
     recorder.work = work
     click_and_wait(qtbot, recorder.panel)
-    assert errors(notes) == [message] and recorder.result is None
+    assert notes.errors() == [message] and recorder.result is None
     assert recorder.panel.status.value.startswith("failed")
 
 
@@ -349,7 +338,7 @@ def test_runner_reports_a_failing_result_callback(qtbot, notes):
 
     recorder.work, recorder.on_result = work, broken
     click_and_wait(qtbot, recorder.panel)
-    assert errors(notes) == ["Test job: layer data is inconsistent"]
+    assert notes.errors() == ["Test job: layer data is inconsistent"]
 
 
 def test_runner_cancel_sets_the_event_and_skips_the_result(qtbot, notes):

@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-from napari.utils.notifications import NotificationSeverity, notification_manager
 from qtpy.QtWidgets import QApplication
 
 import napari_mmrecon as mm
@@ -32,17 +31,6 @@ def truth():
     return m, layer_data.simulation_layers(result, source="test")
 
 
-@pytest.fixture
-def notes():
-    """Every napari notification dispatched during the test."""
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
-
-
-def errors(notes):
-    return [n.message for n in notes if n.severity == NotificationSeverity.ERROR]
 
 
 @pytest.fixture
@@ -83,7 +71,7 @@ def test_short_fit_end_to_end(fitter, qtbot, notes):
     viewer.layers.events.inserted.connect(on_inserted)
     widget.panel.run_button.native.click()
     qtbot.waitUntil(lambda: not widget.panel.is_running, timeout=60000)
-    assert errors(notes) == []
+    assert notes.errors() == []
     assert widget.panel.status.value.startswith("done")
     # each layer added once; the simulated image and the residual were updated in place as it went
     assert inserted == [f"{TARGET} simulated", f"{TARGET} residual", f"{TARGET} fitted m",
@@ -134,7 +122,7 @@ def test_cancel_stops_within_a_second_and_keeps_the_best_state(fitter, qtbot, no
     qtbot.waitUntil(lambda: not widget.panel.is_running, timeout=5000)
     assert time.perf_counter() - start < 1.0
     assert widget.panel.status.value.startswith("cancelled: kept the result so far")
-    assert errors(notes) == []
+    assert notes.errors() == []
     result = widget.result
     assert result.cancelled and result.message == "cancelled" and len(result.loss_history) >= 1
     np.testing.assert_allclose(viewer.layers[f"{TARGET} simulated"].data, result.simulated)
@@ -174,8 +162,8 @@ def test_bad_input_gives_a_notification_and_no_layer(fitter, qtbot, notes):
         notes.clear()
         assert not widget.panel.run()
         assert [layer.name for layer in viewer.layers] == before
-        assert len(errors(notes)) == 1 and message in errors(notes)[0], (message, errors(notes))
-        assert errors(notes)[0].startswith("Physics relaxation / fit: ")
+        assert len(notes.errors()) == 1 and message in notes.errors()[0], (message, notes.errors())
+        assert notes.errors()[0].startswith("Physics relaxation / fit: ")
         assert widget.panel.status.value.startswith("failed") and widget.result is None
         field.value = good
 
@@ -183,7 +171,7 @@ def test_bad_input_gives_a_notification_and_no_layer(fitter, qtbot, notes):
 def test_no_target_is_a_message(make_napari_viewer, notes):
     widget = FitWidget(make_napari_viewer())
     assert not widget.panel.run()
-    assert "no target image" in errors(notes)[0]
+    assert "no target image" in notes.errors()[0]
 
 
 def test_mfm_target_fills_tip_and_cantilever(make_napari_viewer, truth):

@@ -31,8 +31,7 @@ from napari.viewer import Viewer
 from qtpy.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QStyledItemDelegate
 
 from .. import layers as layer_data
-from ..backend import Cantilever, Grid, Material, MFMMeasurement, PointDipoleTip, PointMonopoleTip, \
-    StrayFieldMeasurement
+from ..backend import Grid, Material, MFMMeasurement, StrayFieldMeasurement
 from ..backend.fit_optimizers import OPTIMIZERS
 from ..backend.fitting import BIAS_OPTIONS, MATERIAL_PARAMETERS
 from ..backend.measurement import plane_distance
@@ -43,11 +42,11 @@ from .dock import ScrollableDock
 from .fields import parse_number
 from .layer_io import add_layers
 from .runner import JobPanel, Task
+from .tip_fields import TipFields
 
 TITLE = "Physics relaxation / fit"
 NM = 1e-9
 KINDS = ("stray field", "MFM")
-TIPS = ("point dipole", "point monopole")
 MFM_QUANTITIES = (("frequency shift (Hz)", "frequency_shift"), ("phase (deg)", "phase"))
 PARAMETER_FIELDS = {"Ms": ("Ms (kA/m)", 1e3, 580.0, 10.0), "A": ("A (pJ/m)", 1e-12, 15.0, 0.5),
                     "Ku": ("Ku (MJ/m³)", 1e6, 0.8, 0.05), "D": ("D (mJ/m²)", 1e-3, 3.0, 0.1)}
@@ -88,12 +87,8 @@ class FitWidget(Container):
         self.height_nm = FloatSpinBox(value=10.0, min=-1e5, max=1e5, step=1.0, label="height / lift (nm)")
         self.side = ComboBox(choices=("top", "bottom"), value="top", label="side")
         self.quantity = ComboBox(choices=MFM_QUANTITIES, value="frequency_shift", label="MFM image")
-        self.tip = ComboBox(choices=TIPS, value="point dipole", label="tip")
-        self.tip_moment = LineEdit(value="1e-16", label="tip moment (A·m²)")
-        self.tip_charge = LineEdit(value="1e-9", label="tip charge (A·m)")
-        self.k = FloatSpinBox(value=3.0, min=-1e4, max=1e4, step=0.1, label="spring constant k (N/m)")
-        self.f0_kHz = FloatSpinBox(value=75.0, min=-1e6, max=1e6, label="resonance f0 (kHz)")
-        self.Q = FloatSpinBox(value=200.0, min=-1e7, max=1e7, label="quality factor Q")
+        self.tip_fields = TipFields()
+        self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q = self.tip_fields.widgets
         # film
         self.nz = SpinBox(value=1, min=1, max=10_000, label="nz (cells)")
         self.thickness_nm = FloatSpinBox(value=1.0, min=-1e4, max=1e4, step=0.5, label="film thickness (nm)")
@@ -129,12 +124,11 @@ class FitWidget(Container):
         self.summary.native.setWordWrap(True)  # long messages (why a fit stopped) must not widen the dock
         self.copy_button = PushButton(text="Copy table", enabled=False)
 
-        self._mfm_section = [self.quantity, self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q]
         super().__init__(
             widgets=[
                 *_section("Target", [self.target, self.pixel_nm]),
                 *_section("Measurement", [self.kind, self.component, self.height_nm, self.side,
-                                          *self._mfm_section]),
+                                          self.quantity, *self.tip_fields.widgets]),
                 *_section("Film", [self.nz, self.thickness_nm, self.pbc]),
                 *_section("Starting values", rows),
                 *_section("Fit", [self.bias, self.bias_strength, self.optimizer, self.max_iter, self.relax_tol,
@@ -169,10 +163,8 @@ class FitWidget(Container):
     def _update_visibility(self) -> None:
         mfm = self.kind.value == "MFM"
         self.component.visible = not mfm
-        for widget in self._mfm_section:
-            widget.visible = mfm
-        self.tip_moment.visible = mfm and self.tip.value == "point dipole"
-        self.tip_charge.visible = mfm and self.tip.value == "point monopole"
+        self.quantity.visible = mfm
+        self.tip_fields.set_visible(mfm)
         self.bias_strength.visible = self.bias.value != "none"
 
     def _fill_film(self, grid: dict) -> None:
@@ -197,12 +189,7 @@ class FitWidget(Container):
             self.kind.value, self.component.value = "stray field", measurement.component
             return
         self.kind.value, self.quantity.value = "MFM", measurement.quantity
-        tip, cantilever = measurement.tip, measurement.cantilever
-        if isinstance(tip, PointDipoleTip):
-            self.tip.value, self.tip_moment.value = "point dipole", f"{tip.moment:g}"
-        else:
-            self.tip.value, self.tip_charge.value = "point monopole", f"{tip.charge:g}"
-        self.k.value, self.f0_kHz.value, self.Q.value = cantilever.k, cantilever.f0 / 1e3, cantilever.Q
+        self.tip_fields.show(measurement.tip, measurement.cantilever)
 
     def _fill_from_start(self) -> None:
         """Film thickness and cells from a chosen starting magnetization."""
@@ -215,11 +202,7 @@ class FitWidget(Container):
         height, side = self.height_nm.value * NM, self.side.value
         if self.kind.value == "stray field":
             return StrayFieldMeasurement(height=height, side=side, component=self.component.value)
-        if self.tip.value == "point dipole":
-            tip = PointDipoleTip(moment=parse_number(self.tip_moment.value, "tip moment (A·m²)"))
-        else:
-            tip = PointMonopoleTip(charge=parse_number(self.tip_charge.value, "tip charge (A·m)", positive=False))
-        cantilever = Cantilever(k=self.k.value, f0=self.f0_kHz.value * 1e3, Q=self.Q.value)
+        tip, cantilever = self.tip_fields.read()
         return MFMMeasurement(lift_height=height, side=side, tip=tip, cantilever=cantilever,
                               quantity=self.quantity.value)
 

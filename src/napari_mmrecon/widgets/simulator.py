@@ -26,7 +26,7 @@ from napari.layers import Image
 from napari.viewer import Viewer
 
 from .. import layers as layer_data
-from ..backend import MU0, Cantilever, Grid, Material, PointDipoleTip, PointMonopoleTip
+from ..backend import MU0, Grid, Material
 from ..io import read_ovf
 from ..jobs import Progress
 from ..simulation import TEXTURES, Probe, Relaxation, Relaxed, check_grid_size, simulate, texture
@@ -34,11 +34,11 @@ from .dock import ScrollableDock
 from .fields import parse_number, parse_numbers
 from .layer_io import add_layers
 from .runner import JobPanel, Task
+from .tip_fields import TipFields
 
 TITLE = "Stray field / MFM simulator"
 SOURCES = ("layer", "OVF file", "texture")
 SIDE_CHOICES = {"top": ("top",), "bottom": ("bottom",), "both": ("top", "bottom")}
-TIPS = ("point dipole", "point monopole")
 MATERIAL_FIELDS = {"Ms": ("Ms (kA/m)", 1e3), "A": ("A (pJ/m)", 1e-12), "Ku": ("Ku (MJ/m³)", 1e6),
                    "D": ("D (mJ/m²)", 1e-3), "alpha": ("damping α", 1.0)}
 """Material parameter -> (field label, SI value of one field unit)."""
@@ -95,20 +95,15 @@ class SimulatorWidget(Container):
         self.outputs = {key: CheckBox(value=key in ("Hz", "frequency_shift"), text=text)
                         for key, text in OUTPUT_FIELDS.items()}
         # tip and cantilever
-        self.tip = ComboBox(choices=TIPS, value="point dipole", label="tip")
-        self.tip_moment = LineEdit(value="1e-16", label="tip moment (A·m²)")
-        self.tip_charge = LineEdit(value="1e-9", label="tip charge (A·m)")
-        self.k = FloatSpinBox(value=3.0, min=-1e4, max=1e4, step=0.1, label="spring constant k (N/m)")
-        self.f0_kHz = FloatSpinBox(value=75.0, min=-1e6, max=1e6, label="resonance f0 (kHz)")
-        self.Q = FloatSpinBox(value=200.0, min=-1e7, max=1e7, label="quality factor Q")
+        self.tip_fields = TipFields()
+        self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q = self.tip_fields.widgets
         self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Simulate")
 
         boxes = list(self.outputs.values())
         outputs = Container(widgets=[Container(widgets=boxes[i:i + 3], layout="horizontal", labels=False)
                                      for i in (0, 3)], labels=False)
         self._grid_section = _section("Grid of the texture", [self.nx, self.ny, self.nz, self.cell_nm, self.pbc])
-        self._tip_section = _section("Tip and cantilever", [self.tip, self.tip_moment, self.tip_charge, self.k,
-                                                            self.f0_kHz, self.Q])
+        self._tip_section = _section("Tip and cantilever", self.tip_fields.widgets)
         super().__init__(
             widgets=[
                 *_section("Magnetization", [self.source, self.layer, self.pixel_nm, self.ovf_path, self.texture,
@@ -155,12 +150,12 @@ class SimulatorWidget(Container):
         self.thickness_nm.visible = source in ("layer", "texture")
         for widget in self._grid_section:
             widget.visible = source == "texture"
+        mfm = self.outputs["frequency_shift"].value or self.outputs["phase"].value
         for widget in self._tip_section:
-            widget.visible = self.outputs["frequency_shift"].value or self.outputs["phase"].value
+            widget.visible = mfm
+        self.tip_fields.set_visible(mfm)
         for widget in (self.field_mT, self.tol, self.max_iter):
             widget.visible = self.relax.value
-        self.tip_moment.visible = self.tip.value == "point dipole"
-        self.tip_charge.visible = self.tip.value == "point monopole"
 
     def _set_material_fields(self, known: dict) -> None:
         for key, (_, unit) in MATERIAL_FIELDS.items():
@@ -210,11 +205,7 @@ class SimulatorWidget(Container):
         outputs = tuple(key for key, box in self.outputs.items() if box.value)
         if not outputs:
             raise ValueError("choose at least one output (Hx, Hy, Hz, |H|, MFM Δf, MFM phase)")
-        if self.tip.value == "point dipole":
-            tip = PointDipoleTip(moment=parse_number(self.tip_moment.value, "tip moment (A·m²)"))
-        else:
-            tip = PointMonopoleTip(charge=parse_number(self.tip_charge.value, "tip charge (A·m)", positive=False))
-        cantilever = Cantilever(k=self.k.value, f0=self.f0_kHz.value * 1e3, Q=self.Q.value)
+        tip, cantilever = self.tip_fields.read()
         return Probe(heights=tuple(h * NM for h in heights), sides=SIDE_CHOICES[self.side.value], outputs=outputs,
                      tip=tip, cantilever=cantilever)
 
