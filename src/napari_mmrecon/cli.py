@@ -219,7 +219,7 @@ def _demo_fit(out: Path, quiet: bool) -> int:
     fitted = FittedImage(result, image.data, grid, image.name, start, measurement, options, truth)
     written = write_fit(out, fitted, source)
     print(table_text(fitted))
-    print(f"{result.message}; loss {result.loss_history[-1]:.2e} after {result.iterations} iterations, "
+    print(f"{result.message}; misfit {result.misfit:.2e} after {result.iterations} iterations, "
           f"{result.timings['total']:.1f} s")
     print(f"wrote {len(written) + 1} files to {out.resolve()}: {target_file}, {', '.join(written)}")
     print("the same from a shell: mmrecon fit " + str(out / target_file) + " "
@@ -428,7 +428,7 @@ def _fit(args) -> int:
     out = Path(args.out)
     written = write_fit(out, fitted, f"mmrecon fit: {args.target}")
     print(table_text(fitted))
-    print(f"{result.message}; loss {result.loss_history[-1]:.2e} after {result.iterations} iterations, "
+    print(f"{result.message}; misfit {result.misfit:.2e} after {result.iterations} iterations, "
           f"{result.timings['total']:.1f} s")
     print(f"wrote {len(written)} files to {out.resolve()}: {', '.join(written)}")
     return 0 if result.converged else 1

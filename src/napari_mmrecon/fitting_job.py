@@ -188,7 +188,8 @@ def fit_record(result, options: FitOptions | None = None) -> dict:
         "names": list(result.names), "values": dict(result.values), "uncertainty": dict(result.uncertainty),
         "units": {name: parameter_units(result.measurement)[name] for name in result.names},
         "correlation": np.asarray(result.correlation).tolist(),
-        "loss": float(result.loss_history[-1]) if result.loss_history else None,
+        "loss": float(result.misfit), "stationarity": float(result.stationarity),
+        "image_noise": float(result.image_noise), "skyrmion_centers": np.asarray(result.centers).tolist(),
         "loss_history": [float(v) for v in result.loss_history], "noise_sigma": float(result.noise_sigma),
         "bias_shift": dict(result.bias_shift), "converged": bool(result.converged),
         "cancelled": bool(result.cancelled), "message": result.message, "iterations": int(result.iterations),
@@ -262,6 +263,5 @@ def fit(target, grid: Grid, measurement, init: Material, options: FitOptions = F
             yield Partial(snapshot)
     finally:
         snapshots.close()
-    loss = result.loss_history[-1] if result.loss_history else float("nan")
-    yield Progress(1, 1, f"fit: {result.message} (loss {loss:.3e})")
+    yield Progress(1, 1, f"fit: {result.message} (misfit {result.misfit:.3e})")
     return result

@@ -2,8 +2,9 @@
 
 A stray-field or MFM image is linear in ``M = Ms m``. For a film magnetized mostly out of plane,
 ``m_z`` is estimated from the image (``perpendicular_estimate``): the image of a uniform film (its
-edge charges) gives the background level, and early-stopped least squares (CGLS on
-``min |K(Ms m_z z^) - rest|^2``, ``K`` the measurement's forward operator) the deviations from it:
+edge charges) gives the background level, and early-stopped least squares (conjugate gradients
+on the normal equations of ``min |K(Ms m_z z^) - rest|^2``, ``K`` the measurement's forward
+operator) the deviations from it:
 the few leading singular directions carry the domain layout, the noisy rest is left out. The
 deviation, scaled to ``[-1, 1]`` (``b``), shapes
 
@@ -25,6 +26,7 @@ import torch
 from scipy import ndimage
 
 from .grid import MU0, Grid
+from .krylov import normal_equations
 from .measurement import simulate_image
 
 
@@ -52,8 +54,8 @@ def perpendicular_estimate(target, grid: Grid, measurement, Ms: float, iteration
 
     The image of a uniform ``m_z = 1`` film (its edge charges) and a constant offset are fitted
     first by least squares; their coefficient of the uniform film is the background. The rest is
-    inverted by ``iterations`` of CGLS on ``min |K(Ms m_z z^) - rest|^2`` (early stopping
-    regularizes).
+    inverted by ``iterations`` conjugate-gradient steps on the normal equations of
+    ``min |K(Ms m_z z^) - rest|^2`` (early stopping regularizes).
 
     Parameters
     ----------
@@ -64,7 +66,7 @@ def perpendicular_estimate(target, grid: Grid, measurement, Ms: float, iteration
     Ms : float
         Saturation magnetization (A/m) used for the forward operator.
     iterations : int
-        CGLS iterations.
+        Conjugate-gradient iterations.
 
     Returns
     -------
@@ -85,22 +87,8 @@ def perpendicular_estimate(target, grid: Grid, measurement, Ms: float, iteration
     basis = torch.stack((uniform.reshape(-1), torch.ones_like(uniform).reshape(-1)), dim=1)
     coeffs = torch.linalg.lstsq(basis, t.reshape(-1, 1)).solution.reshape(-1)
     background = float(coeffs[0])
-    r = t - (basis @ coeffs).reshape(t.shape)
-    x = torch.zeros((grid.ny, grid.nx), dtype=grid.dtype, device=grid.device)
-    s = adjoint(r)
-    p = s.clone()
-    gamma = (s * s).sum()
-    for _ in range(iterations):
-        if float(gamma) == 0.0:
-            break
-        q = forward(p)
-        alpha = gamma / (q * q).sum()
-        x = x + alpha * p
-        r = r - alpha * q
-        s = adjoint(r)
-        gamma_new = (s * s).sum()
-        p = s + (gamma_new / gamma) * p
-        gamma = gamma_new
+    rest = t - (basis @ coeffs).reshape(t.shape)
+    x = normal_equations(forward, adjoint, rest, (grid.ny, grid.nx), iterations)
     return PerpendicularEstimate(background, x.detach().cpu().numpy())
 
 

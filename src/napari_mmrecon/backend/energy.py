@@ -34,10 +34,17 @@ class EnergyModel:
         Batch size B if the model is used with ``m (B, nz, ny, nx, 3)`` and per-state parameters.
     terms : sequence of str, optional
         Subset of ``TERM_NAMES`` (default: all; terms whose parameter is exactly 0 are skipped).
+    pinning : pinning.SkyrmionPinning, optional
+        Holds skyrmions at given centres (a fit's model of a film whose skyrmion positions are set
+        by defects); its energy appears as ``"pinning"`` in ``energies``.
+    fuse : bool
+        Fold the linear terms into one convolution where possible (``fused``; the default). Its
+        kernel depends on A, Ku and D, so a model built only to differentiate the field with
+        respect to them (once) is cheaper unfused.
     """
 
     def __init__(self, grid: Grid, material: Material, external_field=None, bias_field=None,
-                 batch: int | None = None, terms=TERM_NAMES):
+                 batch: int | None = None, terms=TERM_NAMES, pinning=None, fuse: bool = True):
         unknown = set(terms) - set(TERM_NAMES)
         if unknown:
             raise ValueError(f"unknown energy terms {sorted(unknown)}; expected a subset of {TERM_NAMES}")
@@ -70,9 +77,18 @@ class EnergyModel:
         linear = {t.name for t in self.terms} - {"zeeman"}
         uniform = {"A": p["A"], "D": p["D"], "Ku": p["Ku"]}
         self.fused = None
-        if linear and fusable(grid, self.Ms, uniform):
+        if fuse and linear and fusable(grid, self.Ms, uniform):
             self.fused = FusedLinearField(grid, self.Ms, p["A"], p["D"], p["Ku"], material.Ku_axis, linear)
         self.zeeman = next((t for t in self.terms if t.name == "zeeman"), None)
+        self.pinning = pinning
+        constant = None if self.zeeman is None else self.zeeman.h
+        self._pinned_constant = None
+        if pinning is not None:
+            self._pinned_constant = pinning.constant_field(self.Ms, grid.vector_shape)
+            constant = self._pinned_constant if constant is None else constant + self._pinned_constant
+        self.constant_field = constant
+        """The part of the field that does not depend on m (A/m; Zeeman and the pinning's constant
+        part), or None: the field is ``H_lin(m) + constant_field`` with ``H_lin`` linear."""
 
     def field(self, m: torch.Tensor) -> torch.Tensor:
         """Total effective field (A/m), ``(..., nz, ny, nx, 3)``; 0 in vacuum cells.
@@ -82,10 +98,15 @@ class EnergyModel:
         """
         with threads_for(m.numel() // 3):
             if self.fused is not None:
-                return self.fused.field(m, None if self.zeeman is None else self.zeeman.h)
-            h = self.terms[0].field(m)
-            for term in self.terms[1:]:
-                h = h + term.field(m)
+                h = self.fused.field(m, self.constant_field)
+            else:
+                h = self.terms[0].field(m)
+                for term in self.terms[1:]:
+                    h = h + term.field(m)
+                if self._pinned_constant is not None:
+                    h = h + self._pinned_constant
+            if self.pinning is not None:
+                h = h + self.pinning.linear_field(m, self.Ms)
             return h
 
     def select(self, index) -> "EnergyModel":
@@ -99,18 +120,22 @@ class EnergyModel:
                 picked = value[rows]
                 changes[name] = picked if tuple(picked.shape[1:]) == g.shape else picked.reshape(-1)
         ext, bias = (None if f is None else f[rows] if f.ndim == 5 else f for f in (self.external_field, self.bias_field))
-        return EnergyModel(g, self.material.replace(**changes), ext, bias, batch=len(rows), terms=self.term_names)
+        return EnergyModel(g, self.material.replace(**changes), ext, bias, batch=len(rows), terms=self.term_names,
+                           pinning=self.pinning)
 
     def energies(self, m: torch.Tensor) -> dict:
         """Energy per term and ``"total"`` (J); 0-d tensors, or ``(B,)`` for a batch.
 
-        Every name of ``TERM_NAMES`` is present (terms not built contribute 0).
+        Every name of ``TERM_NAMES`` is present (terms not built contribute 0), and ``"pinning"``
+        when the model has a pinning.
         """
         zero = torch.zeros(m.shape[:-4], dtype=m.dtype, device=m.device)
         out = {name: zero for name in TERM_NAMES}
         for term in self.terms:
             out[term.name] = term.energy(m)
-        out["total"] = sum(out[name] for name in TERM_NAMES)
+        if self.pinning is not None:
+            out["pinning"] = self.pinning.energy(m)
+        out["total"] = sum(out[name] for name in out)
         return out
 
 

@@ -1,7 +1,9 @@
 """The relaxed state as a differentiable function of the material parameters and the bias field.
 
-``equilibrium(m_start, grid, Ms, A, Ku, D, bias)`` relaxes ``m_start`` with the energy minimizer
-(no autograd graph) and returns ``m*``. Its backward pass differentiates the equilibrium
+``equilibrium(m_start, grid, parameters)`` relaxes ``m_start`` with the energy minimizer (no
+autograd graph; Barzilai-Borwein steps, then Newton steps to a tight torque) and returns ``m*``.
+``parameters`` maps names to tensors: ``Ms, A, Ku, D`` (scalars or per-cell maps) and optionally
+``bias`` (a field map, A/m); any of them may require grad. Its backward pass differentiates the equilibrium
 condition implicitly instead of backpropagating through the minimizer steps, so the memory of a
 gradient does not grow with the number of relaxation iterations.
 
@@ -35,8 +37,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .energy import EnergyModel
+from .hessian import TangentHessian, linear_field  # noqa: F401  (linear_field: re-exported)
+from .krylov import conjugate_gradient
 from .grid import MU0, Grid, Material
-from .relax import DEFAULT_TORQUE_TOL, minimize
+from .newton import SWITCH_TORQUE, newton_relax
+from .relax import DEFAULT_TORQUE_TOL, RelaxInfo, minimize
 
 
 @dataclass
@@ -44,15 +49,18 @@ class EquilibriumStats:
     """Work done by ``equilibrium`` calls (accumulated; reset by the caller).
 
     ``relax_time`` and ``adjoint_time`` are seconds; ``relax_iterations`` minimizer iterations;
-    ``cg_iterations`` conjugate-gradient iterations of the adjoint solves; ``last_info`` the
-    ``RelaxInfo`` of the last relaxation; ``cg_residuals`` the final relative residual of each
-    adjoint solve.
+    ``newton_steps`` and ``newton_cg_iterations`` the Newton finish's steps and their CG
+    iterations; ``cg_iterations`` conjugate-gradient iterations of the adjoint and tangent solves;
+    ``last_info`` the ``RelaxInfo`` of the last relaxation; ``cg_residuals`` the final relative
+    residual of each adjoint solve.
     """
 
     relax_time: float = 0.0
     adjoint_time: float = 0.0
     relax_iterations: int = 0
     relaxations: int = 0
+    newton_steps: int = 0
+    newton_cg_iterations: int = 0
     cg_iterations: int = 0
     adjoint_solves: int = 0
     last_info: object = None
@@ -68,7 +76,10 @@ class EquilibriumSettings:
     tol : float
         Relaxation stop, ``max |m x H| / Ms`` (dimensionless).
     max_iter : int
-        Relaxation iteration limit.
+        Relaxation iteration limit (Barzilai-Borwein iterations).
+    newton : bool
+        Finish relaxations below ``newton.SWITCH_TORQUE`` with Newton steps (default); without,
+        Barzilai-Borwein steps all the way, which stall on soft modes at tight tolerances.
     cg_tol : float
         Adjoint stop: ``|r| <= cg_tol |b|`` (relative residual).
     cg_max_iter : int
@@ -82,6 +93,7 @@ class EquilibriumSettings:
 
     tol: float = DEFAULT_TORQUE_TOL
     max_iter: int = 50000
+    newton: bool = True
     cg_tol: float = 1e-9
     cg_max_iter: int = 5000
     external_field: object = None
@@ -90,85 +102,45 @@ class EquilibriumSettings:
     stats: EquilibriumStats = field(default_factory=EquilibriumStats)
 
 
-def build_model(grid: Grid, params: tuple, settings: EquilibriumSettings) -> EnergyModel:
-    """Energy model of ``params = (Ms, A, Ku, D, bias)`` (tensors; ``bias`` may be ``None``)."""
-    Ms, A, Ku, D, bias = params
-    material = Material(Ms=Ms, A=A, Ku=Ku, D=D, Ku_axis=settings.Ku_axis)
-    return EnergyModel(grid, material, external_field=settings.external_field, bias_field=bias)
+PARAMETER_NAMES = ("Ms", "A", "Ku", "D", "bias")
+"""The names an equilibrium depends on (``bias`` optional)."""
 
 
-def linear_field(model: EnergyModel, v: torch.Tensor) -> torch.Tensor:
-    """``H_lin(v)`` (A/m): the effective field of ``v`` without the (constant) Zeeman part."""
-    h = model.field(v)
-    return h if model.zeeman is None else h - model.zeeman.h
+def build_model(grid: Grid, parameters: dict, settings: EquilibriumSettings, pinning=None,
+                fuse: bool = True) -> EnergyModel:
+    """Energy model of ``parameters`` (name -> tensor: ``Ms, A, Ku, D`` and optionally ``bias``);
+    ``fuse=False`` for a model that is differentiated w.r.t. its parameters once (``EnergyModel``)."""
+    material = Material(Ms=parameters["Ms"], A=parameters["A"], Ku=parameters["Ku"], D=parameters["D"],
+                        Ku_axis=settings.Ku_axis)
+    return EnergyModel(grid, material, external_field=settings.external_field, bias_field=parameters.get("bias"),
+                       pinning=pinning, fuse=fuse)
 
 
-class TangentHessian:
-    """The operator ``v -> Ms [(m . H_eff) v - P H_lin(v)]`` on tangent vectors at ``m``.
+def relax_tight(model: EnergyModel, m_start: torch.Tensor, settings: EquilibriumSettings):
+    """Relax one state to ``settings.tol``: Barzilai-Borwein steps, then (``settings.newton``, below
+    ``SWITCH_TORQUE``) Newton steps, and Barzilai-Borwein steps again should those stop short.
 
-    It is ``Hess / (mu0 V)`` (see the module docstring); ``m`` is an equilibrium ``(nz, ny, nx, 3)``.
-    Vacuum cells map to 0 and are projected out.
+    Returns ``(m, RelaxInfo)``; ``iterations`` counts the Barzilai-Borwein iterations, the Newton
+    work goes to ``settings.stats``.
     """
-
-    def __init__(self, model: EnergyModel, m: torch.Tensor):
-        self.model = model
-        self.m = m
-        Ms = model.Ms.expand(m.shape[:-1])
-        self.Ms = Ms.unsqueeze(-1)
-        self.magnetic = (Ms > 0).unsqueeze(-1).to(m.dtype)
-        h = model.field(m)
-        self.mh = (m * h).sum(-1, keepdim=True)
-
-    def project(self, v: torch.Tensor) -> torch.Tensor:
-        """Tangent projection ``(1 - m m^T) v`` in the magnetic cells, 0 in vacuum."""
-        return (v - (self.m * v).sum(-1, keepdim=True) * self.m) * self.magnetic
-
-    def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        return self.Ms * (self.mh * v - self.project(linear_field(self.model, v)))
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Inner product over ``(nz, ny, nx, 3)``, kept as ``(..., 1, 1, 1, 1)`` for broadcasting."""
-    return (a * b).sum(dim=(-4, -3, -2, -1), keepdim=True)
-
-
-def conjugate_gradient(operator, b: torch.Tensor, project, tol: float, max_iter: int, cancel=None, x0=None):
-    """Solve ``operator x = b`` for a symmetric positive definite operator on tangent vectors.
-
-    ``b`` is ``(nz, ny, nx, 3)`` or a batch ``(B, nz, ny, nx, 3)`` of independent right-hand sides
-    (solved together: one batched operator call per iteration), already tangent. ``x0`` (``b``'s
-    shape, optional) is a starting guess, projected to the tangent space first (e.g. the solution
-    of a nearby system). Each system stops when ``|r| <= tol |b|``; a set ``cancel``
-    (``threading.Event``) stops all at once. Returns ``(x, iterations, largest relative residual)``.
-    """
-    bb = _dot(b, b)
-    if x0 is None:
-        x = torch.zeros_like(b)
-        r = b.clone()
-    else:
-        x = project(x0)
-        r = b - project(operator(x))
-    p = r.clone()
-    rr = _dot(r, r)
-    target = tol * tol * bb
-    active = bb > 0
-    iteration = 0
-    while bool(active.any()) and iteration < max_iter:
-        if cancel is not None and cancel.is_set():
-            break
-        iteration += 1
-        Ap = project(operator(p))
-        pAp = _dot(p, Ap)
-        alpha = torch.where(active, rr / torch.where(active, pAp, torch.ones_like(pAp)), torch.zeros_like(rr))
-        x = x + alpha * p
-        r = r - alpha * Ap
-        rr_new = _dot(r, r)
-        beta = torch.where(active, rr_new / torch.where(active, rr, torch.ones_like(rr)), torch.zeros_like(rr))
-        p = project(r + beta * p)  # keeps the search direction tangent to round-off
-        rr = torch.where(active, rr_new, rr)
-        active = active & (rr > target)
-    residual = torch.sqrt(rr / torch.where(bb > 0, bb, torch.ones_like(bb)))
-    return x, iteration, float(residual.max())
+    stats = settings.stats
+    polish = settings.newton and settings.tol < SWITCH_TORQUE and m_start.ndim == 4
+    first_tol = SWITCH_TORQUE if polish else settings.tol
+    m, info = minimize(model, m_start, tol=first_tol, max_iter=settings.max_iter, cancel=settings.cancel)
+    if not polish or not info.converged or info.cancelled:
+        return m, info
+    m, newton = newton_relax(model, m, settings.tol, cancel=settings.cancel)
+    stats.newton_steps += newton.steps
+    stats.newton_cg_iterations += newton.cg_iterations
+    if newton.reason == "cancelled":
+        return m, RelaxInfo(info.iterations, newton.max_torque, info.energy, False, info.wall_time, cancelled=True)
+    if newton.converged:
+        return m, RelaxInfo(info.iterations, newton.max_torque, info.energy, True, info.wall_time,
+                            field_evaluations=info.field_evaluations)
+    rest = max(settings.max_iter - info.iterations, 1)
+    m, tail = minimize(model, m, tol=settings.tol, max_iter=rest, cancel=settings.cancel)
+    tail.iterations += info.iterations
+    return m, tail
 
 
 def adjoint(model: EnergyModel, m: torch.Tensor, grad_m: torch.Tensor, settings: EquilibriumSettings):
@@ -176,11 +148,10 @@ def adjoint(model: EnergyModel, m: torch.Tensor, grad_m: torch.Tensor, settings:
     with torch.no_grad():
         hessian = TangentHessian(model, m)
         rhs = hessian.project(grad_m)
-        x, iterations, residual = conjugate_gradient(hessian, rhs, hessian.project, settings.cg_tol,
-                                                     settings.cg_max_iter)
-    settings.stats.cg_iterations += iterations
+        x, info = conjugate_gradient(hessian, rhs, hessian.project, settings.cg_tol, settings.cg_max_iter)
+    settings.stats.cg_iterations += info.iterations
     settings.stats.adjoint_solves += 1
-    settings.stats.cg_residuals.append(residual)
+    settings.stats.cg_residuals.append(info.residual)
     return x / (MU0 * model.grid.cell_volume)
 
 
@@ -190,58 +161,55 @@ def energy_gradient(model: EnergyModel, m: torch.Tensor) -> torch.Tensor:
 
 
 class _Equilibrium(torch.autograd.Function):
-    """``(m_start, Ms, A, Ku, D, bias) -> m*`` with the implicit backward pass."""
+    """``(m_start, *values) -> m*`` with the implicit backward pass; ``names`` label ``values``."""
 
     @staticmethod
-    def forward(ctx, grid, settings, m_start, Ms, A, Ku, D, bias):
-        params = (Ms, A, Ku, D, bias)
-        model = build_model(grid, params, settings)
+    def forward(ctx, grid, settings, pinning, names, m_start, *values):
+        model = build_model(grid, dict(zip(names, values)), settings, pinning)
         start = time.perf_counter()
-        m, info = minimize(model, m_start.detach(), tol=settings.tol, max_iter=settings.max_iter,
-                           cancel=settings.cancel)
+        m, info = relax_tight(model, m_start.detach(), settings)
         stats = settings.stats
         stats.relax_time += time.perf_counter() - start
         stats.relax_iterations += info.iterations
         stats.relaxations += 1
         stats.last_info = info
-        ctx.grid, ctx.settings = grid, settings
-        ctx.none_bias = bias is None
-        ctx.save_for_backward(m, Ms, A, Ku, D, bias if bias is not None else torch.zeros(()))
+        ctx.grid, ctx.settings, ctx.pinning, ctx.names = grid, settings, pinning, names
+        ctx.save_for_backward(m, *values)
         return m
 
     @staticmethod
     def backward(ctx, grad_m):
-        m, *params = ctx.saved_tensors
-        if ctx.none_bias:
-            params[-1] = None
+        m, *values = ctx.saved_tensors
         settings = ctx.settings
         start = time.perf_counter()
         with torch.enable_grad():
-            leaves = [p.detach().requires_grad_(ctx.needs_input_grad[3 + i]) if p is not None else None
-                      for i, p in enumerate(params)]
-            model = build_model(ctx.grid, tuple(leaves), settings)
-            lam = adjoint(_detached_model(ctx.grid, leaves, settings), m, grad_m, settings)
-            wanted = [p for p in leaves if p is not None and p.requires_grad]
+            leaves = [v.detach().requires_grad_(ctx.needs_input_grad[5 + i]) for i, v in enumerate(values)]
+            model = build_model(ctx.grid, dict(zip(ctx.names, leaves)), settings, ctx.pinning, fuse=False)
+            detached = build_model(ctx.grid, dict(zip(ctx.names, values)), settings, ctx.pinning)
+            lam = adjoint(detached, m, grad_m, settings)
+            wanted = [p for p in leaves if p.requires_grad]
             grads = {}
             if wanted:
                 s = (lam * energy_gradient(model, m)).sum()
                 found = torch.autograd.grad(s, wanted, allow_unused=True)
                 grads = {id(p): g for p, g in zip(wanted, found)}
         settings.stats.adjoint_time += time.perf_counter() - start
-        out = []
-        for p in leaves:
-            g = grads.get(id(p)) if p is not None else None
-            out.append(None if g is None else -g)
-        return (None, None, None, *out)
+        out = [None if grads.get(id(p)) is None else -grads[id(p)] for p in leaves]
+        return (None, None, None, None, None, *out)
 
 
-def _detached_model(grid: Grid, leaves, settings: EquilibriumSettings) -> EnergyModel:
-    """The model with every parameter detached (for the Hessian, which needs no parameter graph)."""
-    return build_model(grid, tuple(p.detach() if p is not None else None for p in leaves), settings)
+def _checked(parameters: dict) -> tuple:
+    unknown = set(parameters) - set(PARAMETER_NAMES)
+    missing = {"Ms", "A", "Ku", "D"} - set(parameters)
+    if unknown or missing:
+        raise ValueError(f"parameters must name Ms, A, Ku, D and optionally bias; unknown {sorted(unknown)}, "
+                         f"missing {sorted(missing)}")
+    names = tuple(name for name in PARAMETER_NAMES if parameters.get(name) is not None)
+    return names, tuple(parameters[name] for name in names)
 
 
-def equilibrium(m_start: torch.Tensor, grid: Grid, Ms, A, Ku, D, bias=None,
-                settings: EquilibriumSettings | None = None) -> torch.Tensor:
+def equilibrium(m_start: torch.Tensor, grid: Grid, parameters: dict, settings: EquilibriumSettings | None = None,
+                pinning=None) -> torch.Tensor:
     """Relaxed state ``m*`` (``(nz, ny, nx, 3)`` tensor), differentiable w.r.t. the parameters.
 
     Parameters
@@ -249,22 +217,24 @@ def equilibrium(m_start: torch.Tensor, grid: Grid, Ms, A, Ku, D, bias=None,
     m_start : tensor (nz, ny, nx, 3)
         Starting state (unit vectors; no gradient flows to it).
     grid : Grid
-    Ms, A, Ku, D : tensors (0-d or (nz, ny, nx) maps)
-        A/m, J/m, J/m^3, J/m^2; any may require grad.
-    bias : tensor (nz, ny, nx, 3) or 3-vector, optional
-        Bias field H (A/m); may require grad.
+    parameters : dict name -> tensor
+        ``Ms, A, Ku, D`` (0-d or ``(nz, ny, nx)`` maps; A/m, J/m, J/m^3, J/m^2) and optionally
+        ``bias`` (``(nz, ny, nx, 3)`` or a 3-vector, H in A/m); any may require grad.
     settings : EquilibriumSettings, optional
+    pinning : pinning.SkyrmionPinning, optional
+        Holds skyrmions at given centres (not differentiated).
 
     Returns
     -------
     m* : tensor (nz, ny, nx, 3). Its gradient w.r.t. the parameters is the implicit one.
     """
     settings = settings or EquilibriumSettings()
-    return _Equilibrium.apply(grid, settings, m_start, Ms, A, Ku, D, bias)
+    names, values = _checked(parameters)
+    return _Equilibrium.apply(grid, settings, pinning, names, m_start, *values)
 
 
-def unrolled_equilibrium(m_start: torch.Tensor, grid: Grid, Ms, A, Ku, D, bias=None,
-                         settings: EquilibriumSettings | None = None, steps: int = 200) -> torch.Tensor:
+def unrolled_equilibrium(m_start: torch.Tensor, grid: Grid, parameters: dict,
+                         settings: EquilibriumSettings | None = None, steps: int = 200, pinning=None) -> torch.Tensor:
     """``steps`` projected steepest-descent steps kept in the autograd graph (backpropagation
     through the relaxation).
 
@@ -274,7 +244,8 @@ def unrolled_equilibrium(m_start: torch.Tensor, grid: Grid, Ms, A, Ku, D, bias=N
     Arguments as for ``equilibrium``; returns ``(nz, ny, nx, 3)``.
     """
     settings = settings or EquilibriumSettings()
-    model = build_model(grid, (Ms, A, Ku, D, bias), settings)
+    _checked(parameters)
+    model = build_model(grid, parameters, settings, pinning)
     start = time.perf_counter()
     m = m_start.detach()
     previous = None

@@ -1,10 +1,14 @@
-"""Outer optimizers of a parameter fit: Levenberg-Marquardt, L-BFGS and Adam.
+"""Outer optimizers of a fit: Levenberg-Marquardt, L-BFGS and Adam, and the stationarity test.
 
-All minimize an ``fit_objective.Objective`` over ``theta`` and report a ``FitProgress`` after
-every iteration. Levenberg-Marquardt (the default for material parameters) uses the Jacobian
-through the equilibrium and so handles the narrow valleys of this problem (e.g. the near
-invariance of a thin-film texture under a common scaling of A, Ku and D) in a few iterations;
-L-BFGS and Adam use only the implicit gradient and also optimize a bias-field map.
+All minimize an ``fit_objective.Objective`` from the best state of a ``fit_state.FitState`` and
+report a ``FitProgress`` after every iteration. Levenberg-Marquardt (the default for material
+parameters) uses the Jacobian through the equilibrium and so handles the narrow valleys of this
+problem (the near invariance of a skyrmion under a common scaling of A, Ku and D) in few
+iterations; L-BFGS and Adam use only the implicit gradient and also optimize a bias-field map.
+
+A stage ends ``"stationary"`` only on a test of the point reached, never on a stalled loss:
+``stationarity`` measures the part of the residual that the parameters could still explain (the
+Gauss-Newton step's predicted reduction), and the Gauss-Newton step itself.
 """
 
 from __future__ import annotations
@@ -15,22 +19,31 @@ from dataclasses import dataclass
 import torch
 
 from .fit_objective import FitCancelled, Objective, is_cancelled
+from .fit_state import FitState
 
 OPTIMIZERS = ("levenberg-marquardt", "lbfgs", "adam")
 STEP_CG_TOL = 1e-6
-STEP_CG_MAX_ITER = 300
-"""Relative residual and iteration cap of the tangent solves behind a Levenberg-Marquardt step: a
-step needs only an approximate Jacobian, and far from the optimum the state is relaxed coarsely,
-where the tangent Hessian of a many-skyrmion film has near-zero (translation) modes that stall
-conjugate gradients. The uncertainty estimate at the end solves to the settings' tolerances."""
-MAX_REJECTIONS = 6
-"""Levenberg-Marquardt ends when this many damped steps in a row fail to lower the loss."""
-LM_LOSS_TOL = 1e-6
+STEP_CG_MAX_ITER = 1000
+"""Relative residual and iteration cap of the tangent solves behind a Levenberg-Marquardt step (a
+step needs only an approximate Jacobian; the stationarity test at the end solves to the
+settings' tolerance)."""
+MAX_REJECTIONS = 8
+"""Levenberg-Marquardt gives up (``"stalled"``) when this many damped steps in a row fail."""
+GRADIENT_TOL = 1e-3
+"""Stationary when the Gauss-Newton step would explain less than this fraction of the residual's
+norm (its predicted loss reduction is below ``GRADIENT_TOL^2`` of the loss)."""
+STEP_TOL = 1e-4
+"""... or when it would move no parameter by more than this (relative; centres in cells): the
+floor of a noise-free fit, where the misfit is the inner relaxations' round-off (about 1e-11 on
+the bundled lattice) and the ratio above is noise."""
 GRADIENT_LOSS_TOL = 1e-3
-"""Default relative loss change that ends a stage (see ``fitting.fit_parameters``'s ``loss_tol``)."""
 PATIENCE = 2
 ADAM_PATIENCE = 20
-"""Iterations in a row without a relative improvement above ``loss_tol`` that end a stage."""
+"""L-BFGS and Adam end a stage when the best loss improves by less than ``GRADIENT_LOSS_TOL``
+(relative) in ``PATIENCE`` (Adam: ``ADAM_PATIENCE``) iterations in a row."""
+MAX_PREDICTED_ROTATION = 0.3
+"""The tangent prediction of the next state is used as the relaxation's start only where it
+rotates no cell by more than this (rad)."""
 
 
 @dataclass
@@ -51,117 +64,169 @@ class FitProgress:
 
 
 @dataclass
-class StopRule:
-    """Stop when the best loss has changed by less than ``loss_tol`` (relative) in each of the last
-    ``PATIENCE`` iterations (``ADAM_PATIENCE`` for Adam), the largest gradient component (w.r.t.
-    ``theta``) is below ``grad_tol``, the largest step below ``step_tol`` (``theta`` is
-    log-scaled, so this is the relative change of every parameter: a noise-free fit approaches
-    round-off by ever smaller steps whose loss still falls by a few % each), or after ``max_iter``
-    iterations."""
+class StageRule:
+    """When a stage ends: ``max_iter`` outer iterations; stationary (``gradient_tol``,
+    ``step_tol``, see ``stationarity``); or, for a stage that only prepares the next one, once the
+    loss changes by less than ``loss_tol`` (relative) in an iteration (0: never)."""
 
-    max_iter: int = 100
-    loss_tol: float = 1e-3
-    grad_tol: float = 1e-12
-    step_tol: float = 1e-6
+    max_iter: int
+    gradient_tol: float = GRADIENT_TOL
+    step_tol: float = STEP_TOL
+    loss_tol: float = 0.0
 
 
-def _report(objective: Objective, stage: str, iteration: int, history: list, progress):
-    history.append(objective.best)
+@dataclass
+class StageOutcome:
+    """How a stage ended: ``status`` ("stationary", "loss change", "max_iter", "stalled", or for
+    the gradient optimizers "loss stalled"), its ``iterations``, and the last ``stationarity``
+    ratio (NaN where not computed)."""
+
+    status: str
+    iterations: int
+    stationarity: float = math.nan
+
+
+@dataclass
+class Stationarity:
+    """The Gauss-Newton step ``delta`` (in ``theta``) at a point, the fraction ``ratio`` of the
+    residual's norm it would explain, and its largest natural step ``largest_step`` (relative
+    change; cells for centres)."""
+
+    ratio: float
+    delta: torch.Tensor
+    largest_step: float
+
+    def stationary(self, gradient_tol: float = GRADIENT_TOL, step_tol: float = STEP_TOL) -> bool:
+        return self.ratio < gradient_tol or self.largest_step < step_tol
+
+
+def stationarity(J: torch.Tensor, r: torch.Tensor, rate: torch.Tensor) -> Stationarity:
+    """The stationarity test at a point with Jacobian ``J (N, n)`` (w.r.t. ``theta``), residual
+    ``r (N,)`` and ``rate = d eps / d theta``: ``ratio = |J delta| / |r|`` with the Gauss-Newton
+    step ``delta = -J^+ r`` (pseudo-inverse: flat directions add nothing). At a least-squares
+    optimum ``J^T r = 0`` and the ratio is 0, whatever the noise."""
+    delta = -torch.linalg.lstsq(J, r.reshape(-1, 1), rcond=None, driver="gelsd").solution.reshape(-1)
+    norm = float(r.norm())
+    ratio = float((J @ delta).norm()) / norm if norm > 0 else 0.0
+    largest = float((delta * rate).abs().max()) if delta.numel() else 0.0
+    return Stationarity(ratio, delta, largest)
+
+
+def _report(state: FitState, stage: str, iteration: int, progress):
+    state.history.append(state.best.loss)
     if progress is not None:
-        values = objective.param.floats(objective.best_theta)
-        progress(FitProgress(stage, iteration, objective.best, values, objective.m_best, objective.best_image))
+        best = state.best
+        progress(FitProgress(stage, iteration, best.loss, dict(best.values), best.m, best.image))
 
 
-def _relative_change(previous: float, current: float) -> float:
-    if not math.isfinite(previous):
-        return math.inf
-    return abs(previous - current) / max(abs(previous), 1e-300)
+def _predicted_start(objective: Objective, state: FitState, step: torch.Tensor) -> torch.Tensor:
+    """The first-order prediction of the state after ``step`` from the last tangent responses
+    (material parameters only), or the best state where that would rotate a cell too far."""
+    params = objective.parameters
+    material = [p for p in params.parameters if p.name in ("Ms", "A", "Ku", "D", "offset")]
+    if state.tangent is None or len(material) != state.tangent.shape[0]:
+        return state.warm
+    rate = params.rate(state.best.theta)
+    eps = torch.stack([(step * rate)[params.slices[p.name]].reshape(()) for p in material])
+    dm = (state.tangent * eps.reshape(-1, 1, 1, 1, 1)).sum(0)
+    if float(torch.linalg.vector_norm(dm, dim=-1).max()) > MAX_PREDICTED_ROTATION:
+        return state.warm
+    m = state.warm + dm
+    return m / torch.linalg.vector_norm(m, dim=-1, keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)
 
 
-def levenberg_marquardt(objective: Objective, theta: torch.Tensor, rule: StopRule, stage: str, history: list,
-                        progress=None) -> tuple[int, bool]:
-    """Levenberg-Marquardt on the residual ``(S - target) / sqrt(N mean(target^2))``.
+def _damped_step(A: torch.Tensor, g: torch.Tensor, mu: float) -> torch.Tensor:
+    """``-(A + mu diag(A))^-1 g``."""
+    return -torch.linalg.solve(A + mu * torch.diag(torch.diagonal(A).clamp_min(1e-30)), g)
 
-    Steps solve ``(J^T J + mu diag(J^T J)) d = -J^T r`` with ``J = dS/dtheta`` from
-    ``Objective.jacobian``; ``mu`` shrinks after an accepted step and grows after a rejected one
-    (a step into another topology counts as rejected). Returns ``(iterations, converged)``; the best
-    state is in ``objective``.
+
+def levenberg_marquardt(objective: Objective, state: FitState, bias_scale: float, rule: StageRule, stage: str,
+                        progress=None) -> StageOutcome:
+    """Levenberg-Marquardt from ``state.best`` on the normalized residual.
+
+    Steps solve ``(J^T J + mu diag(J^T J)) d = -J^T r``; ``mu`` follows the gain ratio of actual to
+    predicted loss reduction (Nielsen's rule) and grows four-fold after a rejected step (one that
+    does not lower the loss, does not relax, or changes the skyrmion number). Each trial relaxes
+    from the tangent prediction of its state; ``mu`` is raised before any relaxation until no
+    parameter moves beyond its ``max_step`` (a trust region). Before each step the point is tested
+    (``stationarity``); the stage ends there, or after ``rule.max_iter`` iterations, or
+    ``"stalled"`` after ``MAX_REJECTIONS`` rejected steps in a row.
     """
-    if objective.best_theta is None:
-        with torch.no_grad():
-            objective(theta)
-    norm = math.sqrt(objective.target.numel() * objective.power)
     mu = 1e-3
-    iteration = slow = 0
+    params = objective.parameters
+    limits = params.max_steps(state.best.theta)
     for iteration in range(1, rule.max_iter + 1):
         if is_cancelled(objective.settings.cancel):
             raise FitCancelled
-        theta = objective.best_theta
-        J = objective.jacobian(STEP_CG_TOL, STEP_CG_MAX_ITER) * objective.param.relative_rate(theta) / norm
-        r = (objective.best_image - objective.target).reshape(-1) / norm
-        A = J.T @ J
-        g = J.T @ r
-        previous = objective.best
-        step = None
+        best = state.best
+        J, state.tangent = objective.jacobian(best, state.tangent, STEP_CG_TOL, STEP_CG_MAX_ITER)
+        r = objective.residual(best)
+        rate = params.rate(best.theta)
+        test = stationarity(J, r, rate)
+        if test.stationary(rule.gradient_tol, rule.step_tol):
+            return StageOutcome("stationary", iteration - 1, test.ratio)
+        A, g = J.T @ J, J.T @ r
+        loss = float(r @ r)
+        accepted = False
         for _ in range(MAX_REJECTIONS):
-            damped = A + mu * torch.diag(torch.diagonal(A).clamp_min(1e-30))
-            step = -torch.linalg.solve(damped, g)
-            with torch.no_grad():
-                objective(theta + step)
-            if objective.best < previous:
-                mu = max(mu / 3, 1e-12)
+            step = _damped_step(A, g, mu)
+            while bool(((step * rate).abs() > limits).any()):  # the trust region, before any relaxation
+                mu *= 4
+                step = _damped_step(A, g, mu)
+            predicted = loss - float(((r + J @ step) ** 2).sum())
+            trial = objective.evaluate(best.theta + step, _predicted_start(objective, state, step), bias_scale,
+                                       state.tolerance())
+            if state.consider(trial):
+                gain = (best.loss - trial.loss) / predicted if predicted > 0 else 0.0
+                mu = max(mu * max(1 / 3, 1 - (2 * gain - 1) ** 3), 1e-12)
+                accepted = True
                 break
             mu *= 4
-        _report(objective, stage, iteration, history, progress)
-        if objective.best >= previous:
-            return iteration, True  # no downhill step even with strong damping: a minimum to round-off
-        slow = slow + 1 if _relative_change(previous, objective.best) < rule.loss_tol else 0
-        if slow >= PATIENCE or float(step.abs().max()) < rule.step_tol or float(g.abs().max()) < rule.grad_tol:
-            return iteration, True
-    return iteration, False
+        _report(state, stage, iteration, progress)
+        if not accepted:
+            return StageOutcome("stalled", iteration, test.ratio)
+        if rule.loss_tol and (best.loss - state.best.loss) < rule.loss_tol * best.loss:
+            return StageOutcome("loss change", iteration, test.ratio)
+    return StageOutcome("max_iter", rule.max_iter)
 
 
-def gradient_descent(objective: Objective, variables: list, optimizer: str, rule: StopRule, stage: str,
-                     history: list, progress=None, adam_lr: float = 0.02) -> tuple[int, bool]:
-    """L-BFGS (strong Wolfe line search) or Adam on ``objective(*variables)`` with implicit gradients.
-
-    ``variables`` are ``[theta]`` or ``[theta, beta]`` (an optimized bias map). Returns
-    ``(iterations, converged)``; the best state is in ``objective``.
-    """
-    variables = [v.detach().clone().requires_grad_(True) for v in variables]
+def gradient_descent(objective: Objective, state: FitState, bias_scale: float, rule: StageRule, stage: str,
+                     optimizer: str, progress=None, adam_lr: float = 0.02) -> StageOutcome:
+    """L-BFGS (strong Wolfe line search) or Adam on ``theta`` from ``state.best``, with implicit
+    gradients. The stage ends after ``rule.max_iter`` iterations or once the best loss improves by
+    less than ``GRADIENT_LOSS_TOL`` for a few iterations (``"loss stalled"``: not a test of
+    stationarity; ``fitting`` tests the point afterwards)."""
+    theta = state.best.theta.clone().requires_grad_(True)
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(variables, lr=1.0, max_iter=1, max_eval=12, history_size=20,
+        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=1, max_eval=12, history_size=20,
                                 tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     else:
-        opt = torch.optim.Adam(variables, lr=adam_lr)
+        opt = torch.optim.Adam([theta], lr=adam_lr)
     cache = {}
 
     def closure():
-        key = tuple(v.detach().cpu().numpy().tobytes() for v in variables)
+        key = theta.detach().cpu().numpy().tobytes()
         if key in cache:  # L-BFGS evaluates the accepted point again at the start of each step
-            loss, grads = cache[key]
-            for v, g in zip(variables, grads):
-                v.grad = g.clone()
+            loss, grad = cache[key]
+            theta.grad = grad.clone()
             return loss
         opt.zero_grad()
-        loss = objective(*variables)
+        evaluation, loss = objective.evaluate(theta, state.warm, bias_scale, state.tolerance(), graph=True)
         loss.backward()
+        state.consider(evaluation)
         cache.clear()
-        cache[key] = (loss.detach(), [v.grad.detach().clone() for v in variables])
+        cache[key] = (loss.detach(), theta.grad.detach().clone())
         return loss.detach()
 
-    reference = objective.best  # best loss at the last significant improvement
-    stalled = 0
-    iteration = 0
+    reference, stalled = state.best.loss, 0
+    patience = PATIENCE if optimizer == "lbfgs" else ADAM_PATIENCE  # Adam oscillates
     for iteration in range(1, rule.max_iter + 1):
         opt.step(closure)
-        grad_max = max(float(v.grad.abs().max()) for v in variables if v.grad is not None)
-        _report(objective, stage, iteration, history, progress)
-        if _relative_change(reference, objective.best) < rule.loss_tol:
-            stalled += 1
+        _report(state, stage, iteration, progress)
+        if state.best.loss < (1 - GRADIENT_LOSS_TOL) * reference:
+            reference, stalled = state.best.loss, 0
         else:
-            reference, stalled = objective.best, 0
-        patience = PATIENCE if optimizer == "lbfgs" else ADAM_PATIENCE  # Adam oscillates
-        if grad_max < rule.grad_tol or (iteration > 1 and stalled >= patience) or objective.best == 0.0:
-            return iteration, True
-    return iteration, False
+            stalled += 1
+        if stalled >= patience or state.best.loss == 0.0:
+            return StageOutcome("loss stalled", iteration)
+    return StageOutcome("max_iter", rule.max_iter)

@@ -1,22 +1,33 @@
 """Material parameters (Ms, A, Ku, D; optionally the height and an image offset) from one image.
 
 ``fit_parameters`` minimizes the normalized misfit ``L = mean((S(m*(p), p) - target)^2) / mean(target^2)``
-where ``m*(p)`` is the micromagnetic equilibrium at the trial parameters ``p``, relaxed under a
-bias field from the previous equilibrium (``equilibrium.equilibrium``: implicit gradients, memory
-independent of the relaxation length), and ``S`` is the measurement's forward operator.
+where ``m*(p)`` is the micromagnetic equilibrium at the trial parameters ``p`` (relaxed from the
+best state so far, to a tight torque: ``equilibrium``, with implicit gradients) and ``S`` the
+measurement's forward operator. The parameters, their bounds and the objective are the inverse
+core over named parameters (``parameter_set``, ``fit_objective``, ``fit_state``,
+``fit_optimizers``); this module decides what is fitted, in which stages, and what the result says.
 
-Parameters are optimized in bounded coordinates (``fit_objective``): each stays within a factor
-of 10 of its start and keeps its sign. The outer optimizer (``fit_optimizers``) is
-Levenberg-Marquardt by default, or L-BFGS / Adam on the implicit gradient.
+The final problem, whose stationary point a converged fit reaches, is the film **without bias
+field**, with each skyrmion **held where the image has it** (``pinning``): its centre is a fitted
+parameter and a pinning energy acts on its position only, not on its size or profile. Skyrmion
+positions are soft modes: in an ideal film they are set by exponentially weak interactions, in a
+measured one by defects. Left free, they make the misfit depend on how far each relaxation
+followed them, and the fit walks along the nearly flat A-Ku-D direction (on the bundled lattice
+image: A 16 % off from a start 30 % off, and 58 % off from a start 2 % off). Held, the pinned
+equilibrium of the true material reproduces a true equilibrium exactly (no force where the
+skyrmion already sits symmetric about its centre).
 
-The bias field (DESIGN.md section 5) keeps the simulated texture in the measured configuration
-while the parameters change. The biased stages fit under the bias, lowered step by step; the last
-stage removes it and continues from their parameters and state, so the result is a zero-bias
-equilibrium; ``bias_shift`` reports how far each parameter moved from the full-bias stage.
+Stages (a schedule, ``Stage``): where the start does not hold its configuration without help
+(skyrmions collapse or run out at parameters 20-30 % off), a bias field shaped from the image
+holds it; the bias is lowered stage by stage (``BIAS_SCHEDULE``, a few Levenberg-Marquardt steps
+each) and the final stage has none. The start itself, relaxed without bias, is a candidate
+result: a fit never returns anything worse, and a fit started at a stationary point stays there.
 
-Uncertainties come from the Gauss-Newton (Laplace) approximation at the optimum: with the
-Jacobian ``J = dS/dp`` (through the equilibrium, by implicit tangent solves) and the noise level
-``sigma^2 = |r|^2 / (N - n)`` estimated from the residual, ``Cov = sigma^2 (J^T J)^-1``.
+Convergence is a test of the point reached (``fit_optimizers.stationarity``), and the misfit is
+compared with the noise estimated from the image alone (``image_noise``). Uncertainties come from
+the Gauss-Newton (Laplace) approximation ``Cov = sigma^2 (J^T J)^-1`` with ``sigma`` estimated from
+the residual and the centres marginalized; where the fit stopped short of a stationary point the
+remaining Gauss-Newton step is added in quadrature, so they say how little is known.
 """
 
 from __future__ import annotations
@@ -27,17 +38,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from skimage.restoration import estimate_sigma
 
+from .analysis import topological_charge
 from .bias import bias_from_shape, bias_shape, perpendicular_estimate, texture_from_estimate
 from .equilibrium import EquilibriumSettings
-from .fit_objective import ConfigurationLost, FitCancelled, Objective, Parameterization
-from .fit_optimizers import (GRADIENT_LOSS_TOL, LM_LOSS_TOL, OPTIMIZERS, FitProgress, StopRule, gradient_descent,
-                             levenberg_marquardt)
-from .analysis import topological_charge
+from .fit_objective import MATERIAL_PARAMETERS, Evaluation, FitCancelled, Objective
+from .fit_optimizers import (GRADIENT_TOL, OPTIMIZERS, FitProgress, StageOutcome, StageRule, gradient_descent,
+                             levenberg_marquardt, stationarity)
+from .fit_state import FitState
 from .grid import Grid, Material
 from .measurement import check_measurement, plane_distance, with_plane_distance
+from .parameter_set import Parameter, ParameterSet
+from .pinning import SkyrmionPinning, find_skyrmions
 
-MATERIAL_PARAMETERS = ("Ms", "A", "Ku", "D")
 FITTABLE = MATERIAL_PARAMETERS + ("height", "offset")
 PHYSICAL_RANGES = {
     "Ms": (1e3, 1e7, "A/m"),
@@ -51,20 +65,33 @@ BIAS_OPTIONS = ("none", "target", "optimize")
 DEFAULT_BIAS = "target"
 DEFAULT_BIAS_STRENGTH = 0.2
 BIAS_SCHEDULE = (1.0, 0.25, 0.0625)
-"""Scales of a fixed bias in the successive biased stages."""
+"""Scales of a fixed bias in the successive biased stages (before the unbiased one)."""
 BIASED_STAGE_ITERATIONS = 1
+BIASED_LOSS_TOL = 1e-2
+"""A biased stage only prepares the next one: it ends after this many iterations, or once an
+iteration lowers the loss by less than ``BIASED_LOSS_TOL`` (relative), or at a stationary point."""
 MAX_BIAS_INSERTIONS = 6
 MAX_START_BIAS_SCALE = 4.0
 """Where the start loses its configuration under the image-shaped bias (a skyrmion collapses, appears
 or runs out into a stripe at parameters far from the truth), the first stage is retried at twice
 the bias (fixed, or the optimized map's start), up to this many times ``bias_strength``."""
+MAX_RELATIVE_STEP = 0.2
+"""The largest relative change of a parameter in one outer iteration (a trust region: a first
+Levenberg-Marquardt step from 30 % off once took A to 3.5 times its value, where every relaxation
+ran to its iteration cap); skyrmion centres move by at most a cell."""
 MAX_RELAX_ITERATIONS = 5000
-"""An inner relaxation that has not converged after this many iterations (a texture at an
-instability) does not count as an equilibrium."""
+"""An inner relaxation that has not converged after this many Barzilai-Borwein iterations (a
+texture at an instability) does not count as an equilibrium."""
 MIN_START_CORRELATION = 0.7
-POOR_MISFIT = 0.5
-"""A normalized misfit above this means the simulated texture does not explain the image (a noise
-level of 50 % of the image's power would be needed): the start is refused, the end reported."""
+PIN_STIFFNESS = 16.0
+"""Stiffness of the skyrmion pinning in units of ``2 A t`` (J, ``t`` the film thickness) per cell^2
+of displacement: on the bundled lattice the pinned equilibrium of the true state then reproduces
+its image to a misfit of 3e-11 (1e-9 at a stiffness of 1), and Newton relaxations take 2-3 steps."""
+NOISE_FACTOR = 2.0
+NOISE_FLOOR = 1e-4
+"""A fit explains the image when the residual's RMS is at most ``NOISE_FACTOR`` times the noise
+estimated from the image alone (``image_noise``), or below ``NOISE_FLOOR`` of the image's
+standard deviation (a noise-free synthetic image has no noise to compare with)."""
 __all__ = ["FitCancelled", "FitProgress", "FitResult", "check_physical", "check_target", "fit_parameters"]
 
 
@@ -78,31 +105,44 @@ class FitResult:
         Fitted material (unfitted parameters as given).
     values, uncertainty : dict name -> float
         Fitted values and 1-sigma uncertainties in SI units (``height`` in m, ``offset`` in the
-        image's units); the uncertainties are NaN after a cancel (not computed).
+        image's units). At a stationary point the Gauss-Newton uncertainties; short of one, the
+        remaining Gauss-Newton step is added in quadrature; NaN after a cancel (not computed).
     correlation : ndarray (n, n)
         Parameter correlation matrix, in the order of ``names``.
     m : ndarray (nz, ny, nx, 3)
-        The relaxed magnetization at the fitted parameters.
+        The relaxed magnetization at the fitted parameters (no bias; skyrmions held at
+        ``centers``).
     simulated, residual : ndarray (ny, nx)
         Simulated image and ``simulated - target``.
     loss_history : list of float
-        Best normalized misfit after each outer iteration (both stages).
+        Best normalized misfit after each outer iteration (all stages).
     noise_sigma : float
         Noise level estimated from the residual (image units).
+    image_noise : float
+        Noise level estimated from the target image alone (wavelet median absolute deviation,
+        image units); the misfit is judged against it.
     bias_field : ndarray (nz, ny, nx, 3) or None
         The full-strength bias field (A/m) of the first stage.
     bias_shift : dict name -> float
-        Relative change of each fitted value from the full-strength biased stage to the unbiased one.
+        Relative change of each fitted value from the full-strength biased stage to the result.
+    centers : ndarray (N, 2)
+        Centres ``(x, y)`` (m) where the result holds its skyrmions (empty: none held).
     measurement : the measurement at the fitted height.
     converged, cancelled : bool
+        ``converged``: a stationary point of the final problem was reached and the misfit is
+        consistent with the image's noise.
+    stationarity : float
+        The fraction of the residual's norm that a Gauss-Newton step would still explain (0 at a
+        least-squares optimum; NaN if not computed).
+    misfit : float
+        The result's normalized misfit ``mean(residual^2) / mean(target^2)``.
     message : str
-        How the fit ended, in words (e.g. why it did not converge).
+        How the fit ended, in words.
     iterations : int
-        Outer iterations over both stages.
+        Outer iterations over all stages.
     timings : dict
-        Seconds spent in ``relax``, ``adjoint`` (implicit-gradient and tangent solves: gradients and
-        Jacobians through the equilibrium), ``uncertainty``,
-        ``outer`` (the rest: forward images, optimizer) and ``total``.
+        Seconds spent in ``relax``, ``adjoint`` (implicit-gradient and tangent solves),
+        ``uncertainty``, ``outer`` (the rest) and ``total``, and work counts.
     """
 
     material: Material
@@ -123,6 +163,10 @@ class FitResult:
     iterations: int
     timings: dict = field(default_factory=dict)
     message: str = ""
+    image_noise: float = math.nan
+    stationarity: float = math.nan
+    centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    misfit: float = math.nan
 
     def table(self) -> str:
         """Tab-separated table ``name value uncertainty unit`` (copyable into a spreadsheet)."""
@@ -184,39 +228,192 @@ def _scalar_material(init: Material) -> dict:
     return values
 
 
-# --------------------------------------------------------------------------- uncertainty
+def _scalar_material(init: Material) -> dict:
+    values = {}
+    for name in MATERIAL_PARAMETERS:
+        value = getattr(init, name)
+        array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=float)
+        if array.ndim != 0:
+            raise ValueError(f"init {name} must be a scalar to be fitted, got an array of shape {array.shape}")
+        values[name] = float(array)
+    return values
 
 
-def gauss_newton_covariance(objective: Objective) -> tuple[np.ndarray, float]:
-    """Covariance (SI units, order of the fitted names) and the noise level estimated from the
-    residual: ``Cov = sigma^2 (J^T J)^-1``, ``sigma^2 = |r|^2 / (N - n)``, ``J = dS/dp``."""
-    param = objective.param
-    J = objective.jacobian().cpu().numpy()  # w.r.t. relative changes
-    r = (objective.best_image - objective.target).reshape(-1).cpu().numpy()
-    dof = max(r.size - len(param.names), 1)
-    sigma = float(np.sqrt((r @ r) / dof))
-    cov_relative = sigma ** 2 * np.linalg.pinv(J.T @ J)
-    values = param.floats(objective.best_theta)
-    scale = np.array([param.offset_scale if name == "offset" else values[name] for name in param.names])
-    return cov_relative * np.outer(scale, scale), sigma
+def image_noise(image: np.ndarray) -> float:
+    """The noise level of an image (its units) estimated from the image alone: the median absolute
+    deviation of its finest wavelet coefficients (``skimage.restoration.estimate_sigma``)."""
+    return float(estimate_sigma(np.asarray(image, dtype=float)))
 
 
-def _correlation(cov: np.ndarray) -> np.ndarray:
-    d = np.sqrt(np.clip(np.diag(cov), 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov / np.outer(d, d)
-    return np.where(np.isfinite(corr) | np.isnan(cov), corr, 0.0)  # NaN stays NaN (not computed)
+class ConfigurationLost(Exception):
+    """A stage's first relaxation changed topology (a skyrmion collapsed or appeared) or found no
+    equilibrium."""
 
 
-# --------------------------------------------------------------------------- public entry point
+@dataclass
+class Stage:
+    """One stage of a fit's schedule: ``name`` ("biased" or "unbiased"), the fixed bias's
+    ``scale``, its iteration cap, and whether it only ``prepares`` the next stage (loose stop)."""
+
+    name: str
+    scale: float
+    max_iter: int
+    prepares: bool = False
+
+
+def schedule(biased: bool, optimized: bool, final_unbiased: bool, max_iter: int) -> list:
+    """The stages of a fit: with a fixed bias, ``BIAS_SCHEDULE`` (``BIASED_STAGE_ITERATIONS``
+    each) and then the unbiased stage; with an optimized bias map, one biased stage; without bias,
+    the unbiased stage alone. The parameters follow the texture continuously as the bias goes,
+    instead of settling deep in a biased optimum (the misfit is nearly flat along a common scaling
+    of A, Ku and D, where a strong bias drags the parameters far). ``final_unbiased=False`` keeps
+    the bias to the end."""
+    if not biased:
+        return [Stage("unbiased", 0.0, max_iter)]
+    if not final_unbiased:
+        return [Stage("biased", 1.0, max_iter)]
+    if optimized:
+        return [Stage("biased", 1.0, max_iter, prepares=True), Stage("unbiased", 0.0, max_iter)]
+    return ([Stage("biased", scale, BIASED_STAGE_ITERATIONS, prepares=True) for scale in BIAS_SCHEDULE]
+            + [Stage("unbiased", 0.0, max_iter)])
+
+
+class _Fit:
+    """One run of ``fit_parameters``: the objectives (with the fixed bias, and with an optimized
+    bias map), the state, the iteration budget, and the stages' bookkeeping."""
+
+    def __init__(self, objective: Objective, map_objective: Objective | None, state: FitState, optimizer: str,
+                 max_iter: int, progress, adam_lr: float):
+        self.objective = objective
+        self.map_objective = map_objective
+        self.state = state
+        self.optimizer = optimizer
+        self.budget = max_iter
+        self.iterations = 0
+        self.progress = progress
+        self.adam_lr = adam_lr
+
+    def objective_for(self, stage: Stage) -> Objective:
+        return self.map_objective if stage.name == "biased" and self.map_objective is not None else self.objective
+
+    def theta_for(self, objective: Objective, theta: torch.Tensor) -> torch.Tensor:
+        """``theta`` cut or extended (bias map at its start) to ``objective``'s parameters."""
+        size = objective.parameters.size
+        if theta.numel() >= size:
+            return theta[:size]
+        return torch.cat((theta, torch.zeros(size - theta.numel(), dtype=theta.dtype, device=theta.device)))
+
+    def enter(self, stage: Stage, theta: torch.Tensor) -> Evaluation:
+        """Relax at the stage's bias from the warm start; ``ConfigurationLost`` if that is no valid state."""
+        objective = self.objective_for(stage)
+        self.state.new_stage()
+        evaluation = objective.evaluate(self.theta_for(objective, theta), self.state.warm, stage.scale,
+                                        self.state.tolerance())
+        if not self.state.consider(evaluation):
+            raise ConfigurationLost
+        return evaluation
+
+    def run(self, stage: Stage) -> StageOutcome:
+        """Optimize within the stage from ``state.best``."""
+        objective = self.objective_for(stage)
+        rule = StageRule(max_iter=max(min(stage.max_iter, self.budget - self.iterations), 0),
+                         loss_tol=BIASED_LOSS_TOL if stage.prepares else 0.0)
+        if rule.max_iter == 0:
+            return StageOutcome("max_iter", 0)
+        if self.optimizer == "levenberg-marquardt" and objective is self.objective:
+            outcome = levenberg_marquardt(objective, self.state, stage.scale, rule, stage.name, self.progress)
+        else:
+            method = "lbfgs" if self.optimizer == "levenberg-marquardt" else self.optimizer
+            outcome = gradient_descent(objective, self.state, stage.scale, rule, stage.name, method, self.progress,
+                                       self.adam_lr)
+        self.iterations += outcome.iterations
+        return outcome
+
+
+def _check_start_pattern(evaluation: Evaluation, target: torch.Tensor) -> None:
+    """``ValueError`` unless the first relaxed state's image correlates with the target (after removing
+    both means) better than ``MIN_START_CORRELATION``: amplitude errors (Ms, height 30 % off) are
+    fine, a collapsed texture or an inverted image (side, sign, component) is not."""
+    simulated = evaluation.image - evaluation.image.mean()
+    centred = target - target.mean()
+    correlation = float((simulated * centred).sum() / (simulated.norm() * centred.norm()).clamp_min(1e-300))
+    if correlation < MIN_START_CORRELATION:
+        raise ValueError(
+            f"the starting texture, relaxed at the initial parameters, does not look like the image (correlation "
+            f"{correlation:+.2f}): check the measurement (height, side, component, the image's units and sign) "
+            "or give a starting magnetization (m0) in the measured configuration")
+
+
+def _lost_start_message(biased: bool, scale: float, strength: float) -> str:
+    """Why the fit could not start: the first relaxation changed topology or found no equilibrium."""
+    held = (f" even under a bias of {scale * strength:g} times the anisotropy field" if biased else "")
+    advice = "start closer to the true values" + ("" if biased else ", or hold the texture with a bias (bias='target')")
+    return (f"the starting magnetization, relaxed at the initial parameters{held}, changes topology or reaches "
+            f"no equilibrium within {MAX_RELAX_ITERATIONS} iterations (a skyrmion collapses, appears or runs "
+            f"out into a stripe): {advice}")
+
+
+def _starting_state(m0, estimate, grid: Grid) -> torch.Tensor:
+    """``m0`` checked and normalized, or the texture shaped from the image's estimate."""
+    if m0 is None:
+        m0 = texture_from_estimate(estimate, grid)
+    m = grid.tensor(m0)
+    if tuple(m.shape) != grid.vector_shape:
+        raise ValueError(f"m0 must be a (nz, ny, nx, 3) = {grid.vector_shape} array, got shape {tuple(m.shape)}")
+    if not bool(torch.isfinite(m).all()):
+        raise ValueError(f"m0 contains {int((~torch.isfinite(m)).sum())} NaN or inf values")
+    norm = torch.linalg.vector_norm(m, dim=-1, keepdim=True)
+    if bool((norm == 0).any()):
+        raise ValueError("m0 has zero vectors; expected unit vectors in every cell")
+    return m / norm
+
+
+def _bias(bias, estimate, grid: Grid, start: dict, strength: float):
+    """``(fixed bias tensor or None, optimized map's start beta (nz, ny, nx) or None)`` for ``bias``."""
+    if isinstance(bias, str):
+        if bias == "none":
+            return None, None
+        if not (strength >= 0 and math.isfinite(strength)):
+            raise ValueError(f"bias_strength must be a finite number >= 0, got {strength!r}")
+        if start["Ku"] <= 0:
+            raise ValueError(f"bias='{bias}' needs Ku > 0 (its strength is in units of the anisotropy field)")
+        shape = bias_shape(estimate)
+        if bias == "target":
+            return grid.tensor(bias_from_shape(shape, grid, strength, start["Ms"], start["Ku"])), None
+        return None, grid.tensor(np.broadcast_to(strength * shape, grid.shape).copy())
+    field_ = grid.tensor(bias)
+    if tuple(field_.shape) not in ((3,), grid.vector_shape) or not bool(torch.isfinite(field_).all()):
+        raise ValueError(f"a bias array must be a finite 3-vector or {grid.vector_shape} field in A/m")
+    return field_.expand(grid.vector_shape).clone(), None
+
+
+def _parameters(start: dict, names: tuple, grid: Grid, offset_scale: float, pinning) -> ParameterSet:
+    """The fitted parameters (log for Ms, A, Ku, D, height; linear offset and centres) and the fixed rest."""
+    tensor = grid.tensor
+    specs = [Parameter(name, tensor(start[name]), "linear" if name == "offset" else "log",
+                       offset_scale if name == "offset" else 1.0, MAX_RELATIVE_STEP) for name in names]
+    if pinning is not None:  # in cells
+        specs.append(Parameter("centers", pinning.centers.reshape(-1), "linear", min(grid.dx, grid.dy), 1.0))
+    fixed = {name: tensor(value) for name, value in start.items() if name not in names}
+    return ParameterSet(specs, fixed)
+
+
+def _with_map(parameters: ParameterSet, beta: torch.Tensor) -> ParameterSet:
+    """``parameters`` plus an optimized z bias map ``beta`` (in units of the start's H_K), last."""
+    return ParameterSet(parameters.parameters + (Parameter("bias", beta, "linear", 1.0),), parameters.fixed)
+
+
+def _explains(misfit_rms: float, noise: float, image_std: float) -> bool:
+    """Whether a residual RMS is consistent with the image's noise (see ``NOISE_FACTOR``)."""
+    return misfit_rms <= max(NOISE_FACTOR * noise, NOISE_FLOOR * image_std)
 
 
 def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL_PARAMETERS, m0=None,
                    bias=DEFAULT_BIAS, bias_strength: float = DEFAULT_BIAS_STRENGTH,
                    bias_penalty: tuple = (1e-4, 1e-3), final_unbiased: bool = True,
-                   optimizer: str = "levenberg-marquardt", max_iter: int = 100, loss_tol: float | None = None,
-                   relax_tol: float = 1e-8, adam_lr: float = 0.02, external_field=None, pixel_size=None,
-                   gradient: str = "implicit", unrolled_steps: int = 200, progress=None,
+                   optimizer: str = "levenberg-marquardt", max_iter: int = 100, relax_tol: float = 1e-8,
+                   adam_lr: float = 0.02, external_field=None, pixel_size=None, gradient: str = "implicit",
+                   unrolled_steps: int = 200, pin_skyrmions: bool = True, progress=None,
                    cancel=None) -> FitResult:
     """Fit material parameters so that the relaxed state reproduces a stray-field or MFM image.
 
@@ -234,28 +431,23 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         Any of ``"Ms", "A", "Ku", "D", "height", "offset"`` (height: the measurement's height or
         lift height; offset: an additive constant of the image).
     m0 : array (nz, ny, nx, 3), optional
-        Starting magnetization in the measured configuration (e.g. a reconstruction). Default: a
-        texture shaped from the target (``bias.texture_from_estimate``).
+        Starting magnetization in the measured configuration (e.g. a reconstruction); its skyrmion
+        number is the one the fit keeps. Default: a texture shaped from the target
+        (``bias.texture_from_estimate``).
     bias : "none", "target", "optimize", or array
         "target": ``H_b = bias_strength * H_K * b(x, y) z^`` shaped from the image
-        (``bias.bias_shape``); "optimize": a z bias map optimized jointly with L-BFGS (started from
-        "target", penalized by ``bias_penalty = (w_size, w_smooth)``); an array: a fixed bias field
-        H (A/m), 3-vector or ``(nz, ny, nx, 3)``. With any bias, a second stage without it follows
-        when ``final_unbiased`` (the default), so the result is a zero-bias equilibrium.
+        (``bias.bias_shape``) holds the configuration while the parameters are far off; "optimize":
+        a z bias map optimized jointly with L-BFGS (started from "target", penalized by
+        ``bias_penalty = (w_size, w_smooth)``); an array: a fixed bias field H (A/m), 3-vector or
+        ``(nz, ny, nx, 3)``. With any bias, the last stage has none when ``final_unbiased`` (the
+        default), so the result is a zero-bias equilibrium.
     bias_strength : float
         In units of the anisotropy field ``2 Ku / (mu0 Ms)`` of ``init``.
     optimizer : "levenberg-marquardt", "lbfgs" or "adam"
     max_iter : int
-        Outer iterations per stage.
-    loss_tol : float, optional
-        Stop when the best loss improves by less than this (relative) in two iterations in a row
-        (``fit_optimizers.StopRule``). Default: ``LM_LOSS_TOL`` (1e-6) for Levenberg-Marquardt, which
-        also ends when no parameter moves by more than 1e-6 (relative) in a step, and
-        ``GRADIENT_LOSS_TOL`` (1e-3) for L-BFGS and Adam (also the optimized-bias stage), whose
-        progress along flat valleys is too slow to follow. A noisy image's loss is dominated by the
-        noise, so a loose tolerance there stops near the start along the flat A-Ku-D direction.
+        Outer iterations in all, over all stages (a hard cap).
     relax_tol : float
-        Torque tolerance of every inner relaxation (``max |m x H| / Ms``).
+        Torque tolerance of the final inner relaxations (``max |m x H| / Ms``).
     external_field : optional
         Applied field H (A/m), fixed.
     pixel_size : (dy, dx), optional
@@ -263,6 +455,9 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     gradient : "implicit" or "unrolled"
         Gradients for L-BFGS / Adam: implicit differentiation at the equilibrium (default), or
         backpropagation through ``unrolled_steps`` descent steps (checks only).
+    pin_skyrmions : bool
+        Hold each skyrmion of the start where the image has it (``pinning``; its centre fitted
+        with Levenberg-Marquardt). Without, skyrmion positions relax freely (an ideal film).
     progress : callable(FitProgress), optional
         Called after every outer iteration.
     cancel : threading.Event or callable, optional
@@ -271,6 +466,8 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     Returns
     -------
     FitResult
+        ``converged`` only at a stationary point of the final problem with a misfit consistent with
+        the image's noise; ``message`` says in words how the fit ended.
     """
     start_time = time.perf_counter()
     if not isinstance(grid, Grid):
@@ -288,229 +485,273 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         raise ValueError(f"gradient must be 'implicit' or 'unrolled', got {gradient!r}")
     if isinstance(bias, str) and bias not in BIAS_OPTIONS:
         raise ValueError(f"bias must be one of {BIAS_OPTIONS} or a field array, got {bias!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
+    if not (math.isfinite(relax_tol) and relax_tol > 0):
+        raise ValueError(f"relax_tol must be a finite number > 0, got {relax_tol!r}")
     start = _scalar_material(init)
     start["height"] = plane_distance(measurement)
     start["offset"] = 0.0
     check_physical(start)
-    param = Parameterization(start, names, offset_scale=float(np.std(image)))
+    for name in names:
+        if name in ("Ms", "A", "Ku", "D", "height") and start[name] == 0:
+            raise ValueError(f"{name} must start from a non-zero value to be fitted (it is fitted on a log scale)")
     settings = EquilibriumSettings(tol=relax_tol, max_iter=MAX_RELAX_ITERATIONS, external_field=external_field,
                                    Ku_axis=init.Ku_axis, cancel=cancel)
-
     estimate = None
     if (isinstance(bias, str) and bias != "none") or m0 is None:
         estimate = perpendicular_estimate(image, grid, measurement, start["Ms"])
     m_start = _starting_state(m0, estimate, grid)
     fixed_bias, beta = _bias(bias, estimate, grid, start, bias_strength)
-    objective = Objective(grid, measurement, grid.tensor(image), param, settings, m_start, fixed_bias, gradient,
-                          unrolled_steps)
-    objective.bias_weights = tuple(bias_penalty)
-    objective.follow_anisotropy = isinstance(bias, str)  # shaped from the image, not a user's field in A/m
-    if m0 is not None:  # the given texture defines the configuration to keep
-        objective.charge = topological_charge(m_start)
+    target_t = grid.tensor(image)
+    follow = isinstance(bias, str)  # shaped from the image, not a user's field in A/m
+    pinning = None
 
-    lm_rule = StopRule(max_iter=max_iter, loss_tol=LM_LOSS_TOL if loss_tol is None else loss_tol)
-    gradient_rule = StopRule(max_iter=max_iter, loss_tol=GRADIENT_LOSS_TOL if loss_tol is None else loss_tol)
-    history: list = []
-    theta = torch.zeros(len(names), dtype=grid.dtype, device=grid.device)
-    iterations, converged, cancelled, message = 0, False, False, ""
-    stage_values, used_bias = {}, None
-    schedule = _stages(fixed_bias, beta, final_unbiased, max_iter)
-    held_scale, inserted = None, 0  # the last bias scale at which the configuration held
-    start_boost = 1.0  # factor on an optimized bias map's start (see MAX_START_BIAS_SCALE)
-    while schedule:
-        stage, scale, stage_iterations = schedule[0]
-        objective.bias = None if fixed_bias is None else scale * fixed_bias
-        if stage == "unbiased":
-            beta = None
-        objective.reset_best()
-        lm_rule.max_iter = gradient_rule.max_iter = stage_iterations
-        try:
-            _enter_stage(objective, theta, beta)
-            if held_scale is None:
-                _check_start_pattern(objective)
-            if beta is not None or optimizer != "levenberg-marquardt":
-                method = "lbfgs" if optimizer == "levenberg-marquardt" else optimizer
-                variables = [theta] + ([beta] if beta is not None else [])
-                n, converged = gradient_descent(objective, variables, method, gradient_rule, stage, history,
-                                                progress, adam_lr)
-            else:
-                n, converged = levenberg_marquardt(objective, theta, lm_rule, stage, history, progress)
-            iterations += n
-        except FitCancelled:
-            cancelled = True
-        except ConfigurationLost:
-            if held_scale is None:
-                if fixed_bias is not None and 2 * scale <= MAX_START_BIAS_SCALE:
-                    schedule[0] = ("biased", 2 * scale, BIASED_STAGE_ITERATIONS)  # hold the start harder
-                    continue
-                if beta is not None and 2 * start_boost <= MAX_START_BIAS_SCALE:
-                    beta, start_boost = 2 * beta, 2 * start_boost  # the optimized map, started stronger
-                    continue
-                raise ValueError(_lost_start_message(fixed_bias is not None or beta is not None,
-                                                     max(scale, start_boost), bias_strength)) from None
-            if fixed_bias is None or inserted >= MAX_BIAS_INSERTIONS:
-                message = (f"the texture changes topology (a skyrmion collapses or appears) when the bias is lowered "
-                           f"to {scale:g} of its strength; the result is the fit at {held_scale:g} of the bias")
-                converged = False
+    def objective_with(params, shape=fixed_bias):
+        return Objective(grid, measurement, target_t, params, settings, pinning, shape, follow, bias_penalty,
+                         gradient, unrolled_steps)
+
+    state = FitState(warm=m_start, charge=topological_charge(m_start) if m0 is not None else None,
+                     relax_tol=relax_tol)
+    run = _Fit(None, None, state, optimizer, max_iter, progress, adam_lr)
+    boost = 1.0  # the first stage's bias factor (doubled while the start loses its configuration)
+
+    pins = pin_skyrmions and optimizer == "levenberg-marquardt"  # centres are fitted by their Jacobian
+
+    def hold(m) -> ParameterSet:
+        """Pin the skyrmions of ``m`` where they are (none for ``m = None``), and set the objectives."""
+        nonlocal pinning
+        found = find_skyrmions(m, grid) if m is not None and pins else None
+        if found is not None and len(found):
+            pinning = SkyrmionPinning(grid, found, PIN_STIFFNESS * 2 * start["A"] * grid.nz * grid.dz).centered_on(m)
+        params = _parameters(start, names, grid, float(np.std(image)), pinning)
+        run.objective = objective_with(params)
+        run.map_objective = None if beta is None else objective_with(_with_map(params, boost * beta), None)
+        return params
+
+    # a given texture defines the configuration: its skyrmions are held from the start; a texture
+    # shaped from the image is relaxed first (under the bias) and its skyrmions held where they settle
+    parameters = hold(m_start if m0 is not None else None)
+    biased = fixed_bias is not None or beta is not None
+    stages = schedule(biased, beta is not None, final_unbiased, max_iter)
+    theta = parameters.zeros(target_t)
+    stage_values, used_bias, message = {}, None, ""
+    start_candidate = final = None
+    outcome = StageOutcome("max_iter", 0)
+    cancelled, held = False, None
+    # a start shaped from the image has no reliable skyrmion number yet: its first relaxation must
+    # keep every skyrmion the image shows
+    expected = len(find_skyrmions(m_start, grid)) if m0 is None else None
+    try:
+        while True:
+            try:
+                first = run.enter(stages[0], theta)
+                if expected is not None and len(find_skyrmions(first.m, grid)) < expected:
+                    state.charge, state.warm = None, m_start
+                    raise ConfigurationLost
                 break
-            schedule.insert(0, ("biased", (held_scale + scale) / 2, BIASED_STAGE_ITERATIONS))
-            inserted += 1
-            continue
-        schedule.pop(0)
-        held_scale = scale
-        if objective.best_theta is None:  # cancelled before the first evaluation: report the start
-            with torch.no_grad():
-                objective.best_theta = theta
-                objective.best_image = objective.image(objective.m_best, param.values(theta))
-        theta = objective.best_theta
-        if stage not in stage_values:  # the first (full-strength) biased stage, and the unbiased one
-            stage_values[stage] = param.floats(theta)
-            if stage == "biased":
-                field = objective.bias_field(objective.best_theta_bias, param.values(theta))
-                used_bias = field.detach().cpu().numpy()
-        if cancelled:
-            break
-    if objective.best_theta is None:  # the last stage lost the configuration: restore the held state
-        objective.bias = None if fixed_bias is None else held_scale * fixed_bias
-        objective.reset_best()
-        with torch.no_grad():
-            objective(theta)
-    result = _result(objective, init, stage_values, used_bias, history, converged, cancelled, iterations,
-                     start_time)
-    if result.converged and result.loss_history and result.loss_history[-1] > POOR_MISFIT:
-        result.converged = False
-        message = (f"ended at a poor fit: {result.loss_history[-1]:.0%} of the image unexplained (the texture or "
-                   "the measurement settings do not match the image)")
-    result.message = message or ("cancelled" if cancelled else "converged" if result.converged else
-                                 f"stopped after {max_iter} iterations without converging")
-    return result
+            except ConfigurationLost:
+                if biased and 2 * boost <= MAX_START_BIAS_SCALE:
+                    boost *= 2
+                    if beta is not None:
+                        run.map_objective = objective_with(_with_map(parameters, boost * beta), None)
+                    else:  # the fixed bias: every biased stage's scale doubled
+                        stages = [Stage(s.name, s.scale * (2 if s.name == "biased" else 1), s.max_iter, s.prepares)
+                                  for s in stages]
+                    continue
+                raise ValueError(_lost_start_message(biased, boost, bias_strength)) from None
+        _check_start_pattern(first, target_t)
+        if m0 is None and pins:
+            parameters = hold(first.m)
+            theta = parameters.zeros(target_t)
+            first = run.enter(stages[0], theta)
+        objective = run.objective
+        # the start without bias is a candidate result
+        if stages[0].name == "unbiased":
+            start_candidate = first
+        elif final_unbiased:
+            unbiased = objective.evaluate(theta, m_start, 0.0, state.tolerance())
+            if state.valid(unbiased):
+                start_candidate = unbiased
+        if start_candidate is not None and _explains(*_rms_and_noise(start_candidate, objective, image)):
+            # the start already explains the image: no bias is needed to hold it
+            stages = [stage for stage in stages if stage.name == "unbiased"]
+            if stages and first is not start_candidate:
+                state.new_stage()
+                state.consider(start_candidate)
+        entered, held, inserted = True, first, 0
+        while stages:
+            stage = stages[0]
+            if not entered:
+                try:
+                    run.enter(stage, theta)
+                except ConfigurationLost:
+                    if fixed_bias is None or inserted >= MAX_BIAS_INSERTIONS:
+                        message = (f"the texture changes topology (a skyrmion collapses or appears) when the bias "
+                                   f"is lowered to {stage.scale:g} of its strength")
+                        break
+                    stages.insert(0, Stage("biased", (held.bias_scale + stage.scale) / 2, BIASED_STAGE_ITERATIONS,
+                                           True))
+                    inserted += 1
+                    continue
+            entered = False
+            outcome = run.run(stage)
+            stages.pop(0)
+            held = state.best
+            theta = held.theta[:parameters.size]
+            if stage.name not in stage_values:
+                stage_values[stage.name] = dict(held.values)
+                if stage.name == "biased":
+                    staged = run.objective_for(stage)
+                    field_ = staged.bias_field(staged.parameters.values(held.theta), stage.scale)
+                    used_bias = None if field_ is None else field_.detach().cpu().numpy()
+            if stage.name == "unbiased":
+                final = held
+    except FitCancelled:
+        cancelled = True
+        if state.best is not None:  # cancelled inside a stage: its best state so far
+            held = state.best
+            final = held if held.bias_scale == 0 else final
+    return _result(run, image, init, start_candidate, final, held, outcome, stage_values, used_bias, message,
+                   cancelled, start_time)
 
 
-def _lost_start_message(biased: bool, scale: float, strength: float) -> str:
-    """Why the fit could not start: the first relaxation changed topology or found no equilibrium."""
-    held = (f" even under a bias of {scale * strength:g} times the anisotropy field" if biased else "")
-    advice = "start closer to the true values" + ("" if biased else ", or hold the texture with a bias (bias='target')")
-    return (f"the starting magnetization, relaxed at the initial parameters{held}, changes topology or reaches "
-            f"no equilibrium within {MAX_RELAX_ITERATIONS} iterations (a skyrmion collapses, appears or runs "
-            f"out into a stripe): {advice}")
+def _rms_and_noise(evaluation: Evaluation, objective: Objective, image: np.ndarray) -> tuple:
+    """``(residual RMS, image noise, image std)`` in image units."""
+    rms = math.sqrt(max(evaluation.misfit, 0.0) * objective.power)
+    return rms, image_noise(image), float(np.std(image))
 
 
-def _check_start_pattern(objective: Objective) -> None:
-    """``ValueError`` unless the first relaxed state's image correlates with the target (after removing
-    both means) better than ``MIN_START_CORRELATION``: amplitude errors (Ms, height 30 % off) are
-    fine, a collapsed texture or an inverted image (side, sign, component) is not."""
-    simulated = objective.best_image - objective.best_image.mean()
-    target = objective.target - objective.target.mean()
-    correlation = float((simulated * target).sum() / (simulated.norm() * target.norm()).clamp_min(1e-300))
-    if correlation < MIN_START_CORRELATION:
-        raise ValueError(
-            f"the starting texture, relaxed at the initial parameters, does not look like the image (correlation "
-            f"{correlation:+.2f}): check the measurement (height, side, component, the image's units and sign) "
-            "or give a starting magnetization (m0) in the measured configuration")
+def _test(objective: Objective, evaluation: Evaluation, settings: EquilibriumSettings):
+    """The stationarity test at ``evaluation`` with the Jacobian to the settings' CG tolerance;
+    returns the ``Stationarity`` with its Jacobian attached (``.J``)."""
+    J, _ = objective.jacobian(evaluation)
+    test = stationarity(J, objective.residual(evaluation), objective.parameters.rate(evaluation.theta))
+    test.J = J
+    return test
 
 
-def _enter_stage(objective: Objective, theta: torch.Tensor, beta) -> None:
-    """Relax at the stage's bias from the best state; ``ConfigurationLost`` if its topology changed."""
-    with torch.no_grad():
-        objective(theta, beta)
-    if objective.best_theta is None:
-        raise ConfigurationLost
+def _covariance(test, evaluation: Evaluation, objective: Objective):
+    """Covariance of the natural steps (relative for log parameters, ``scale`` units for linear)
+    from ``sigma^2 (J^T J)^+`` with ``sigma`` from the residual."""
+    rate = objective.parameters.rate(evaluation.theta)
+    J = test.J / rate
+    r = objective.residual(evaluation)
+    dof = max(r.numel() - J.shape[1], 1)
+    return (float(r @ r) / dof) * torch.linalg.pinv(J.T @ J, hermitian=True), test.delta * rate
 
 
-def _stages(fixed_bias, beta, final_unbiased: bool, max_iter: int) -> list:
-    """``(name, bias scale, iterations)`` of each stage.
-
-    A fixed bias is lowered step by step (``BIAS_SCHEDULE``, ``BIASED_STAGE_ITERATIONS`` each) before
-    the unbiased stage: the parameters follow the texture continuously as the bias goes, instead of
-    settling deep in a biased optimum (the misfit is nearly flat along a common scaling of A, Ku
-    and D, where a strong bias drags the parameters far). Where lowering the bias collapses the
-    texture, ``fit_parameters`` inserts a stage halfway (at most ``MAX_BIAS_INSERTIONS``). An
-    optimized bias map is one stage.
-    """
-    if fixed_bias is None and beta is None:
-        return [("unbiased", 0.0, max_iter)]
-    if not final_unbiased:
-        return [("biased", 1.0, max_iter)]
-    if beta is not None:
-        return [("biased", 1.0, max_iter), ("unbiased", 0.0, max_iter)]
-    return [("biased", scale, BIASED_STAGE_ITERATIONS) for scale in BIAS_SCHEDULE] + [("unbiased", 0.0, max_iter)]
+def _uncertainties(names, values: dict, parameters: ParameterSet, cov, step, stationary: bool) -> tuple:
+    """1-sigma uncertainties (SI) and the correlation matrix of the named parameters; away from a
+    stationary point the remaining Gauss-Newton ``step`` is added in quadrature."""
+    index = [parameters.slices[name].start for name in names]
+    sub = cov[np.ix_(index, index)].cpu().numpy()
+    remaining = np.zeros(len(names)) if stationary else step[index].cpu().numpy()
+    uncertainty = {}
+    for k, name in enumerate(names):
+        unit = abs(values[name]) if parameters[name].transform == "log" else parameters[name].scale
+        uncertainty[name] = float(unit * math.sqrt(max(sub[k, k], 0.0) + remaining[k] ** 2))
+    d = np.sqrt(np.clip(np.diag(sub), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = sub / np.outer(d, d)
+    return uncertainty, np.where(np.isfinite(correlation), correlation, 0.0)
 
 
-def _starting_state(m0, estimate, grid: Grid) -> torch.Tensor:
-    """``m0`` checked and normalized, or the texture shaped from the image's estimate."""
-    if m0 is None:
-        m0 = texture_from_estimate(estimate, grid)
-    m = grid.tensor(m0)
-    if tuple(m.shape) != grid.vector_shape or not bool(torch.isfinite(m).all()):
-        raise ValueError(f"m0 must be a finite (nz, ny, nx, 3) = {grid.vector_shape} array, got shape "
-                         f"{tuple(m.shape)}")
-    norm = torch.linalg.vector_norm(m, dim=-1, keepdim=True)
-    if bool((norm == 0).any()):
-        raise ValueError("m0 has zero vectors; expected unit vectors in every cell")
-    return m / norm
+def _ending(outcome: StageOutcome, max_iter: int) -> str:
+    return {"max_iter": f"stopped after max_iter = {max_iter} iterations",
+            "stalled": "no step lowered the misfit any further",
+            "loss stalled": "the misfit stopped falling",
+            "loss change": "the misfit stopped falling"}.get(outcome.status, "stopped")
 
 
-def _bias(bias, estimate, grid: Grid, start: dict, strength: float):
-    """``(fixed bias tensor or None, optimized map beta or None)`` for the ``bias`` option."""
-    if isinstance(bias, str):
-        if bias == "none":
-            return None, None
-        if not (strength >= 0 and math.isfinite(strength)):
-            raise ValueError(f"bias_strength must be a finite number >= 0, got {strength!r}")
-        if start["Ku"] <= 0:
-            raise ValueError(f"bias='{bias}' needs Ku > 0 (its strength is in units of the anisotropy field)")
-        shape = bias_shape(estimate)
-        if bias == "target":
-            return grid.tensor(bias_from_shape(shape, grid, strength, start["Ms"], start["Ku"])), None
-        return None, grid.tensor(np.broadcast_to(strength * shape, grid.shape).copy())
-    field = grid.tensor(bias)
-    if tuple(field.shape) not in ((3,), grid.vector_shape) or not bool(torch.isfinite(field).all()):
-        raise ValueError(f"a bias array must be a finite 3-vector or {grid.vector_shape} field in A/m")
-    return field, None
-
-
-def _result(objective: Objective, init: Material, stage_values: dict, used_bias, history: list, converged: bool,
-            cancelled: bool, iterations: int, start_time: float) -> FitResult:
-    param = objective.param
-    names = param.names
-    values = param.floats(objective.best_theta)
-    stats = objective.settings.stats
-    adjoint_before = stats.adjoint_time  # the uncertainty's own solves are counted apart
+def _result(run: _Fit, image: np.ndarray, init: Material, start_candidate, final, held, outcome: StageOutcome,
+            stage_values: dict, used_bias, message: str, cancelled: bool, start_time: float) -> FitResult:
+    """The result: the best unbiased candidate (the start or the final stage's best; else the last
+    biased state), tested for stationarity, with uncertainties and the message."""
+    objective, state = run.objective, run.state
+    settings = objective.settings
+    unbiased = [e for e in (final, start_candidate) if e is not None]
+    chosen = min(unbiased, key=lambda e: e.loss) if unbiased else held
+    notes = [message] if message else []
+    if final is not None and start_candidate is not None and chosen is start_candidate and final is not chosen:
+        notes.append(f"the fit ended at a higher misfit ({final.misfit:.3g}) than its start "
+                     f"({start_candidate.misfit:.3g}); the result is the start")
+    names = tuple(n for n in objective.parameters.names if n != "centers")
+    if chosen.bias_scale != 0 and not cancelled:  # a biased result: its uncertainty at its bias
+        staged = run.objective_for(Stage("biased", chosen.bias_scale, 0))
+        field_ = staged.bias_field(staged.parameters.values(chosen.theta), chosen.bias_scale)
+        objective = Objective(objective.grid, objective.measurement, objective.target, objective.parameters,
+                              settings, objective.pinning, field_.detach(), False)
+        chosen = objective.evaluate(chosen.theta[:objective.parameters.size], chosen.m, 1.0, chosen.relax_tol)
+    elif not cancelled and chosen.relax_tol > state.relax_tol:
+        tight = objective.evaluate(chosen.theta, chosen.m, 0.0, state.relax_tol)
+        chosen = tight if state.valid(tight) else chosen
+    rms, noise, spread = _rms_and_noise(chosen, objective, image)
+    values = objective.parameters.floats(chosen.theta)
+    stats = settings.stats
+    relax_time, adjoint_time = stats.relax_time, stats.adjoint_time  # the uncertainty's own work is apart
     t_unc = time.perf_counter()
-    if cancelled:  # answer at once: no Jacobian solves after a cancel
-        cov = np.full((len(names), len(names)), np.nan)
-        r = (objective.best_image - objective.target).reshape(-1)
-        sigma = float(torch.sqrt((r * r).sum() / max(r.numel() - len(names), 1)))
+    if cancelled:
+        uncertainty = {name: math.nan for name in names}
+        correlation = np.full((len(names), len(names)), np.nan)
+        ratio, converged = math.nan, False
+        notes = ["cancelled"]
     else:
-        cov, sigma = gauss_newton_covariance(objective)
+        test = _test(objective, chosen, settings)
+        cov, step = _covariance(test, chosen, objective)
+        stationary = test.stationary()
+        uncertainty, correlation = _uncertainties(names, values, objective.parameters, cov, step, stationary)
+        ratio = test.ratio
+        explains = _explains(rms, noise, spread)
+        converged = stationary and explains and chosen.bias_scale == 0 and not message
+        if not stationary:
+            notes.insert(0, f"not converged: {_ending(outcome, run.budget)} short of a stationary point (a "
+                            f"Gauss-Newton step would still explain {ratio:.1%} of the residual); the "
+                            "uncertainties include that step")
+        elif not explains:
+            notes.insert(0, f"poor fit: the residual (RMS {rms:.3g}) is {rms / max(noise, 1e-300):.3g} times the "
+                            f"noise estimated from the image ({noise:.3g}); the fitted texture does not explain "
+                            "the image (check the measurement settings, the starting texture and the material model)")
+        elif converged:
+            how = (f"would explain only {ratio:.1e} of the residual" if ratio < GRADIENT_TOL else
+                   f"would change no parameter by more than {test.largest_step:.1e}")
+            notes.insert(0, f"converged: a stationary point (a Gauss-Newton step {how}) with the misfit at the noise "
+                            f"level (residual RMS {rms:.3g}, image noise {noise:.3g})")
     t_unc = time.perf_counter() - t_unc
-    stats.adjoint_time = adjoint_before
+    residual = (chosen.image - objective.target).reshape(-1)
+    sigma = float(torch.sqrt((residual @ residual) / max(residual.numel() - objective.parameters.size, 1)))
     bias_shift = {}
-    if len(stage_values) == 2:
+    if "biased" in stage_values and "unbiased" in stage_values:
         for name in names:
-            before, after = stage_values["biased"][name], stage_values["unbiased"][name]
+            before, after = stage_values["biased"][name], values[name]
             bias_shift[name] = (after - before) / before if before != 0 else after - before
     total = time.perf_counter() - start_time
-    timings = {"relax": stats.relax_time, "adjoint": stats.adjoint_time, "uncertainty": t_unc,
-               "outer": total - stats.relax_time - stats.adjoint_time - t_unc, "total": total,
-               "relax_iterations": stats.relax_iterations, "cg_iterations": stats.cg_iterations,
-               "evaluations": objective.evaluations}
+    timings = {"relax": relax_time, "adjoint": adjoint_time, "uncertainty": t_unc,
+               "outer": total - relax_time - adjoint_time - t_unc, "total": total,
+               "relax_iterations": stats.relax_iterations, "newton_steps": stats.newton_steps,
+               "cg_iterations": stats.cg_iterations + stats.newton_cg_iterations, "evaluations": state.evaluations}
+    pinning = objective.pinning_at(objective.parameters.values(chosen.theta))
     return FitResult(
         material=init.replace(**{name: values[name] for name in MATERIAL_PARAMETERS}),
         values={name: values[name] for name in names},
-        uncertainty={name: float(np.sqrt(cov[i, i])) if cov[i, i] >= 0 else math.nan for i, name in enumerate(names)},
-        correlation=_correlation(cov),
+        uncertainty=uncertainty,
+        correlation=correlation,
         names=names,
-        m=objective.m_best.cpu().numpy(),
-        simulated=objective.best_image.cpu().numpy(),
-        residual=(objective.best_image - objective.target).cpu().numpy(),
-        loss_history=history,
+        m=chosen.m.cpu().numpy(),
+        simulated=chosen.image.cpu().numpy(),
+        residual=(chosen.image - objective.target).cpu().numpy(),
+        loss_history=list(state.history),
         noise_sigma=sigma,
         bias_field=used_bias,
         bias_shift=bias_shift,
         measurement=with_plane_distance(objective.measurement, values["height"]),
-        converged=converged and not cancelled,
+        converged=converged,
         cancelled=cancelled,
-        iterations=iterations,
+        iterations=run.iterations,
         timings=timings,
+        message="; ".join(notes),
+        image_noise=noise,
+        stationarity=ratio,
+        centers=np.zeros((0, 2)) if pinning is None else pinning.centers.cpu().numpy(),
+        misfit=chosen.misfit,
     )

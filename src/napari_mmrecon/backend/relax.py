@@ -100,8 +100,9 @@ class _State:
         H = self.model.field(m)
         mh = torch.matmul(m * H, self.ones)
         d = torch.addcmul(H, mh, m, value=-1.0)
-        if self.model.zeeman is not None:  # linear term: counted twice in E = -mu0 V/2 sum Ms m.(H + H_zeeman)
-            mh = mh + torch.matmul(m * self.model.zeeman.h, self.ones)
+        constant = self.model.constant_field
+        if constant is not None:  # linear energy terms: counted twice in E = -mu0 V/2 sum Ms m.(H + H_constant)
+            mh = mh + torch.matmul(m * constant, self.ones)
         E = self.energy_scale * _spatial_sum(mh * self.Ms)
         norm = torch.linalg.vector_norm(d, dim=-1)
         if self.inv_Ms.ndim == 0:

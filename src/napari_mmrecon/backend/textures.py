@@ -100,7 +100,7 @@ def skyrmion(grid: Grid, radius: float, center=None, polarity: int = -1, chirali
     return _layers(grid, _normalized(_skyrmion_field(X, Y, center, radius, wall_width, polarity, chirality)))
 
 
-def skyrmions(grid: Grid, centers, radius: float, polarity: int = -1, chirality: int = 1,
+def skyrmions(grid: Grid, centers, radius, polarity: int = -1, chirality: int = 1,
               wall_width: float | None = None) -> np.ndarray:
     """Neel skyrmions at the given centres, each cell taking the profile of its nearest centre.
 
@@ -108,22 +108,29 @@ def skyrmions(grid: Grid, centers, radius: float, polarity: int = -1, chirality:
     ----------
     centers : array-like (n, 2)
         Skyrmion centres ``(x, y)`` in metres (n >= 1).
-    radius, polarity, chirality, wall_width
-        As for ``skyrmion`` (the same for all).
+    radius : float or array-like (n,)
+        Radius (m) of all skyrmions, or of each.
+    polarity, chirality, wall_width
+        As for ``skyrmion`` (the same for all; the wall width defaults to a third of each radius).
 
     Returns
     -------
     ndarray ``(nz, ny, nx, 3)``, unit vectors.
     """
-    wall_width = radius / 3 if wall_width is None else wall_width
-    _check_skyrmion_args(radius, wall_width, polarity, chirality)
     centers = np.asarray(centers, dtype=float)
     if centers.ndim != 2 or centers.shape[1] != 2 or len(centers) == 0 or not np.all(np.isfinite(centers)):
         raise ValueError(f"centers must be a non-empty (n, 2) array of (x, y) in metres, got shape {centers.shape}")
+    radii = np.broadcast_to(np.asarray(radius, dtype=float), (len(centers),)) if np.ndim(radius) <= 1 else None
+    if radii is None or np.ndim(radius) == 1 and np.size(radius) != len(centers):
+        raise ValueError(f"radius must be one length or one per centre ({len(centers)}), got shape {np.shape(radius)}")
+    walls = radii / 3 if wall_width is None else np.full(len(centers), float(wall_width))
+    for r, w in zip(radii, walls):
+        _check_skyrmion_args(float(r), float(w), polarity, chirality)
     X, Y = _plane_coordinates(grid)
     d = np.hypot(X[..., None] - centers[:, 0], Y[..., None] - centers[:, 1])  # (ny, nx, n)
     nearest = np.argmin(d, axis=-1)
-    m = _skyrmion_field(X, Y, (centers[nearest, 0], centers[nearest, 1]), radius, wall_width, polarity, chirality)
+    m = _skyrmion_field(X, Y, (centers[nearest, 0], centers[nearest, 1]), radii[nearest], walls[nearest], polarity,
+                        chirality)
     return _layers(grid, _normalized(m))
 
 

@@ -286,9 +286,8 @@ class FitWidget(Container):
             rows.append([f"{result.values[name] / scale:.5g}", f"{result.uncertainty[name] / scale:.2g}", unit,
                          f"{starts[name] / scale:.4g}"])
         self.table.value = {"data": rows, "index": list(result.names), "columns": TABLE_COLUMNS}
-        loss = result.loss_history[-1] if result.loss_history else float("nan")
-        self.summary.value = (f"{result.message}; loss {loss:.2e} after {result.iterations} iterations, "
-                              f"noise σ {result.noise_sigma:.2g} {result.measurement.units}")
+        self.summary.value = (f"{result.message}; misfit {result.misfit:.2e} after {result.iterations} "
+                              f"iterations, noise σ {result.noise_sigma:.2g} {result.measurement.units}")
         self.result = result
         self.copy_button.enabled = True
 
