@@ -66,7 +66,12 @@ def scipy_least_squares(objective, state, bias_scale, rule, stage, progress=None
     import torch
     from scipy.optimize import least_squares
 
-    from napari_mmrecon.backend.fit_optimizers import STEP_CG_MAX_ITER, STEP_CG_TOL, StageOutcome, _report
+    from napari_mmrecon.backend.inverse.optimizers import (
+        STEP_CG_MAX_ITER,
+        STEP_CG_TOL,
+        StageOutcome,
+        _report,
+    )
 
     like = state.best.theta
     cache = {}
@@ -109,7 +114,7 @@ def _problem(name: str):
 
 def time_fit(n, optimizer: str = "project", start=START) -> dict:
     import napari_mmrecon as mm
-    from napari_mmrecon.backend import fitting
+    from napari_mmrecon.backend.inverse import parameter_fit as fitting
 
     grid, material, measurement, target = _problem(str(n))
     init = material.replace(**{k: MATERIAL[k] * f for k, f in zip(("Ms", "A", "Ku", "D"), start)})
@@ -127,8 +132,12 @@ def memory_case(mode: str, iterations: int) -> dict:
     import torch
 
     import napari_mmrecon as mm
-    from napari_mmrecon.backend.equilibrium import EquilibriumSettings, equilibrium, unrolled_equilibrium
-    from napari_mmrecon.backend.measurement import simulate_image
+    from napari_mmrecon.backend.forward.measurement import simulate_image
+    from napari_mmrecon.backend.solvers.equilibrium import (
+        EquilibriumSettings,
+        equilibrium,
+        unrolled_equilibrium,
+    )
 
     grid, material, m_true = _film(64)
     measurement = mm.StrayFieldMeasurement(height=5e-9)

@@ -48,9 +48,9 @@ import scipy.fft
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend import stray
-from napari_mmrecon.backend.demag import fft_length
-from napari_mmrecon.backend.stray import StrayField
+from napari_mmrecon.backend.forward import stray
+from napari_mmrecon.backend.forward.stray import StrayField
+from napari_mmrecon.backend.physics.demag import fft_length
 
 CELL = (2e-9, 2e-9, 1e-9)
 MS = 5.8e5

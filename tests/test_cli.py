@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.cli import main
-from napari_mmrecon.fit_output import FILES as FIT_FILES
+from napari_mmrecon.cli import build_parser, main
+from napari_mmrecon.workflows.fit_output import FILES as FIT_FILES
 
 
 def test_demo_writes_state_fields_mfm_and_figure(tmp_path, capsys):
@@ -173,3 +174,113 @@ def test_fit_errors_are_messages(tmp_path, capsys):
         assert main(["fit", *arguments, "-o", str(tmp_path / "out"), "--quiet"]) == 2, arguments
         assert message in capsys.readouterr().err, arguments
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- the command line itself
+
+
+def help_of(arguments, capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as done:
+        main(arguments)
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_shows_units_defaults_negative_values_and_no_markup(capsys, monkeypatch):
+    top = help_of(["--help"], capsys, monkeypatch)
+    assert "--version" in top and "--D=-3e-3" in top and "--overwrite" in top and "`" not in top
+    helps = {name: help_of([name, "--help"], capsys, monkeypatch) for name in ("demo", "simulate", "relax", "fit")}
+    for name, text in helps.items():
+        assert "`" not in text, name
+        for flag in ("-o OUT, --out OUT", "--device {cpu,cuda,auto}", "--threads THREADS", "--quiet", "--overwrite"):
+            assert flag in text, (name, flag)
+    simulate = helps["simulate"]
+    assert "heights above (or below) the film (m, default 1e-08 2e-08)" in simulate
+    assert "saturation magnetization (A/m, default: from the input file, else 580000)" in simulate
+    assert "a negative value as --D=-0.003" in simulate and "a negative value as --field=-100000" in simulate
+    assert "relaxation tolerance: stop at max |m x H|/Ms below it (default 0.0001)" in simulate
+    assert "--output OUT" in helps["relax"] and "--field FIELD" in helps["relax"]
+    assert "or an OVF state whose image is simulated here (then give --height)" in helps["fit"]
+    assert "outer iterations per stage of the fit (default 100)" in helps["fit"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"mmrecon {mm.__version__}"
+
+
+def test_negative_dmi_and_fields_are_physics(tmp_path, capsys):
+    out = tmp_path / "neg.ovf"
+    assert main(["relax", "--n", "16", "--D", "-3e-3", "--field=-1e4", "--tol", "1e-2", "-o", str(out), "--quiet"]) == 0
+    header = mm.read_ovf(out, return_header=True)[2]
+    material = json.loads(next(line for line in header["desc"] if line.startswith("mmrecon material: "))
+                          .split(": ", 1)[1])
+    assert material["D"] == -3e-3
+    args = build_parser().parse_args(["fit", "x.tif", "--D=-3e-3", "--tip-charge", "-1e-9", "--field", "-1e5"])
+    assert (args.D, args.tip_charge, args.field) == (-3e-3, -1e-9, -1e5)
+
+
+def tiny_target(path):
+    image = np.random.default_rng(1).normal(size=(16, 16))
+    mm.write_tiff(path, image, 1e-9, metadata={"quantity": "Hz", "unit": "A/m", "side": "top", "height": 5e-9})
+    return str(path)
+
+
+def test_bad_values_are_one_line_messages_before_any_work(tmp_path, capsys):
+    target = tiny_target(tmp_path / "t.tif")
+    cases = [
+        (["relax", "--n", "16", "--tol", "0"], "the relaxation tolerance must be > 0, got tol = 0.0"),
+        (["relax", "--n", "16", "--tol", "nan"], "tol must be a finite number, got nan"),
+        (["relax", "--n", "16", "--tol=-1"], "the relaxation tolerance must be > 0, got tol = -1.0"),
+        (["relax", "--n", "16", "--thickness", "0"], "the film thickness must be > 0, got thickness = 0.0 m"),
+        (["simulate", "--n", "16", "--threads", "-1"], "threads = -1 is outside the range (0 to 1024)"),
+        (["simulate", "--heights", "1e300"], "heights = 1e+300 m is outside the physical range (1e-10 to 1e-05 m)"),
+        (["simulate", "--heights", "10"], "10.0 m is outside the physical range (1e-10 to 1e-05 m): did you mean "
+                                          "10e-9 (10 nm)?"),
+        (["simulate", "--Ms", "580"], "did you mean 580e3 (580 kA/m)?"),
+        (["fit", target, "--nz", "0"], "the number of cells across the film thickness must be > 0, got nz = 0"),
+        (["fit", target, "--thickness", "0"], "the film thickness must be > 0, got thickness = 0.0 m"),
+        (["fit", target, "--side", "both"], "side = 'both' is for mmrecon simulate"),
+        (["fit", target, "--height", "5"], ("did you mean", "5 nm")),  # the measurement's or the option's hint
+        (["demo", "--threads", "-2"], "threads = -2 is outside the range"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["relax", "--n", "16", "--device", "cuda"], "torch finds no CUDA device on this machine"))
+    for arguments, message in cases:
+        assert main([*arguments, "-o", str(tmp_path / "out" / "x.ovf"), "--quiet"]) == 2, arguments
+        err = capsys.readouterr().err
+        messages = message if isinstance(message, tuple) else (message,)
+        assert err.startswith(f"mmrecon {arguments[0]}: error: "), (arguments, err)
+        assert all(part in err for part in messages), (arguments, err)
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as done:
+        main(["relax", "--device", "tpu"])
+    assert done.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+def test_figures_magnitude_sequential_signed_centred_integer_iterations_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from napari_mmrecon.workflows import figures
+
+    grid = mm.Grid(nx=8, ny=8)
+    image = np.linspace(-2.0, 1.0, 64).reshape(8, 8)
+    fig, axes = plt.subplots(1, 4)
+    figures.draw_map(fig, axes[0], image, grid, "Hz", "A/m", figures.is_signed("Hz"))
+    figures.draw_map(fig, axes[1], np.abs(image), grid, "|H|", "A/m", figures.is_signed("|H|"))
+    (signed,), (magnitude,) = axes[0].get_images(), axes[1].get_images()
+    assert (signed.get_cmap().name, signed.get_clim()) == (figures.SIGNED_COLORMAP, (-2.0, 2.0))
+    assert (magnitude.get_cmap().name, magnitude.get_clim()) == (figures.MAGNITUDE_COLORMAP, (0.0, 2.0))
+    figures.draw_loss(axes[2], [1.0, 1e-2, 1e-5])
+    figures.draw_table(axes[3], (["parameter", "fitted", "unit"], [["Ms", "5.8e+05", "A/m"]]), "converged")
+    fig.canvas.draw()
+    ticks = [tick for tick in axes[2].get_xticks() if 1 <= tick <= 3]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
+    assert axes[3].tables and axes[3].tables[0][1, 0].get_text().get_text() == "Ms"
+    plt.close(fig)

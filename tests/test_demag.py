@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.demag import DemagField
+from napari_mmrecon.backend.physics.demag import DemagField
 
 
 def aharoni_nz(a, b, c):
@@ -109,7 +109,7 @@ def test_open_and_periodic_agree_on_padded_island(nz):
 
 def test_demag_matches_direct_summation():
     # FFT convolution equals the direct sum over the tensor of every cell pair (small 3-layer grid).
-    from napari_mmrecon.backend.newell import demag_tensor
+    from napari_mmrecon.backend.physics.newell import demag_tensor
 
     grid = mm.Grid(nx=5, ny=4, nz=3, dx=1e-9, dy=2e-9, dz=1.5e-9)
     M = np.random.default_rng(1).standard_normal(grid.vector_shape)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.equilibrium import (
+from napari_mmrecon.backend.forward.measurement import simulate_image
+from napari_mmrecon.backend.solvers.equilibrium import (
     EquilibriumSettings,
     TangentHessian,
     build_model,
@@ -14,7 +15,6 @@ from napari_mmrecon.backend.equilibrium import (
     equilibrium,
     unrolled_equilibrium,
 )
-from napari_mmrecon.backend.measurement import simulate_image
 
 GRID = mm.Grid(nx=24, ny=24, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
 TRUE = dict(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.equilibrium import EquilibriumSettings
-from napari_mmrecon.backend.fit_objective import Objective
-from napari_mmrecon.backend.parameter_set import Parameter, ParameterSet
-from napari_mmrecon.backend.fitting import check_physical, fit_parameters
+from napari_mmrecon.backend.inverse.objective import Objective
+from napari_mmrecon.backend.inverse.parameter_fit import check_physical, fit_parameters
+from napari_mmrecon.backend.inverse.parameter_set import Parameter, ParameterSet
+from napari_mmrecon.backend.solvers.equilibrium import EquilibriumSettings
 
 GRID = mm.Grid(nx=48, ny=48, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
 TRUE = mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.fitting import fit_parameters
+from napari_mmrecon.backend.inverse.parameter_fit import fit_parameters
 
 DATA = np.load(Path(__file__).parent / "data" / "magnumnp_film_64x64x1.npz")
 GRID = mm.Grid(nx=64, ny=64, nz=1, dx=float(DATA["dx"]), dy=float(DATA["dy"]), dz=float(DATA["dz"]))

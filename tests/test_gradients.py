@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.energy import EnergyModel
+from napari_mmrecon.backend.physics.energy import EnergyModel
 
 
 def varying_material(grid, rng):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_mmrecon.backend import imageprep as ip
+from napari_mmrecon.backend.measured import imageprep as ip
 
 RNG = np.random.default_rng(3)
 SIGNAL = RNG.standard_normal((40, 50))

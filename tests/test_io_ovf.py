@@ -1,5 +1,6 @@
 """Tests of the OVF reader and writer (napari_mmrecon.io.ovf)."""
 
+import importlib.util
 import re
 import struct
 from pathlib import Path
@@ -8,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mmrecon.backend.grid import Grid
-from napari_mmrecon.io.ovf import OVFError, read_ovf, write_ovf
+from napari_mmrecon.backend.physics.grid import Grid
+from napari_mmrecon.io.ovf import OVFError, accepts_ovf, read_ovf, write_ovf
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ovf"
+DATA = Path(__file__).resolve().parent / "data" / "ovf"
+"""OVF files of mumax3, OOMMF and discretisedfield, and two made here (see ORIGINS.md there)."""
 
 GRID = Grid(7, 5, 3, 2e-9, 3e-9, 1.5e-9)
 
@@ -19,9 +21,9 @@ FLOAT32_RTOL = 2e-7
 
 
 def real(name: str) -> Path:
-    """Path of a shared test file; fails clearly when the data folder is missing."""
+    """Path of a test file in ``DATA``; fails clearly when it is missing."""
     path = DATA / name
-    assert path.is_file(), f"missing shared OVF test file {path}"
+    assert path.is_file(), f"missing OVF test file {path}"
     return path
 
 
@@ -239,13 +241,117 @@ def test_missing_file_raises_file_not_found(tmp_path):
         read_ovf(tmp_path / "nothing.ovf")
 
 
+# ------------------------------------------------------------ numbers that float() takes
+
+
+@pytest.mark.parametrize("token", ["nan", "NaN", "inf", "-Infinity", "1_0", "0x10", "\u0661", "1e", "1.2.3"])
+def test_text_data_takes_only_decimal_numbers(tmp_path, token):
+    """float() reads 'nan', 'inf' and '1_0' (= 10.0); an OVF file never holds them."""
+    path = write_text_ovf(tmp_path / "tokens.ovf", HEADER_NM, ["1 2 3", f"4 {token} 6"])
+    with pytest.raises(OVFError, match=re.escape(f"tokens.ovf: garbled number {token!r} in text data at line 22")):
+        read_ovf(path)
+
+
+@pytest.mark.parametrize("token", ["1e999", "-1e309"])
+def test_text_data_overflowing_to_infinity_raises(tmp_path, token):
+    path = write_text_ovf(tmp_path / "huge.ovf", HEADER_NM, ["1 2 3", f"4 5 {token}"])
+    with pytest.raises(OVFError, match=re.escape("huge.ovf: 1 value(s) in the data are not finite")
+                       + r".*index \(0, 0, 1, 2\)"):
+        read_ovf(path)
+
+
+V1_HEADER = [
+    "# OOMMF: rectangular mesh v1.0", "# Segment count: 1", "# Begin: Segment", "# Begin: Header",
+    "# meshtype: rectangular", "# meshunit: nm", "# xnodes: 1", "# ynodes: 1", "# znodes: 1",
+    "# xstepsize: 1", "# ystepsize: 1", "# zstepsize: 1", "# valueunit: A/m", "# valuemultiplier: 2",
+    "# End: Header",
+]
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("valuemultiplier", "nan", "non-numeric value 'nan'"),
+        ("valuemultiplier", "inf", "non-numeric value 'inf'"),
+        ("valuemultiplier", "1_0", "non-numeric value '1_0'"),
+        ("valuemultiplier", "1e999", "out of the float range: '1e999'"),
+        ("xstepsize", "-1e400", "out of the float range"),
+        ("xnodes", "1_0", "non-numeric value '1_0' (an integer expected)"),
+        ("xnodes", "\uff11", "non-numeric value"),
+        ("xnodes", "1.0", "non-numeric value '1.0'"),
+    ],
+)
+def test_header_numbers_must_be_plain_and_finite(tmp_path, key, value, message):
+    lines = [f"# {key}: {value}" if line.startswith(f"# {key}:") else line for line in V1_HEADER]
+    assert lines != V1_HEADER
+    path = write_text_ovf(tmp_path / "header.omf", lines, ["0.6 0 -0.8"])
+    with pytest.raises(OVFError, match=re.escape(f"header.omf: header key {key!r} has a ") + ".*" + re.escape(message)):
+        read_ovf(path)
+
+
+def test_valuemultiplier_overflow_raises(tmp_path):
+    lines = [line.replace("valuemultiplier: 2", "valuemultiplier: 1e10") for line in V1_HEADER]
+    path = write_text_ovf(tmp_path / "overflow.omf", lines, ["1e300 0 -1e300"])
+    with pytest.raises(OVFError, match=r"overflow.omf: 2 value\(s\) in the data are not finite.*\(0, 0, 0, 0\)"):
+        read_ovf(path)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("fmt", ["binary4", "binary8"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_binary_value_raises_with_its_index(tmp_path, fmt, version, bad):
+    path = tmp_path / "nan.ovf"
+    write_ovf(path, random_field(3), GRID, fmt=fmt, version=version)
+    raw = bytearray(path.read_bytes())
+    start, _ = data_span(bytes(raw))
+    size = {"binary4": 4, "binary8": 8}[fmt]
+    order = "<" if version == 2 else ">"
+    index = 1 + ((2 * 5 + 3) * 7 + 4) * 3 + 1  # value (z, y, x, c) = (2, 3, 4, 1) after the check value
+    raw[start + size * index : start + size * (index + 1)] = struct.pack(order + "fd"[size == 8], bad)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(OVFError, match=r"nan.ovf: 1 value\(s\) in the data are not finite.*\(2, 3, 4, 1\)"):
+        read_ovf(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_write_refuses_non_finite_data_and_writes_nothing(tmp_path, bad):
+    data = random_field(3)
+    data[1, 2, 3, 0] = bad
+    with pytest.raises(ValueError, match="OVF data must be finite"):
+        write_ovf(tmp_path / "bad.ovf", data, GRID)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_accepts_ovf_looks_at_the_first_line_only(tmp_path):
+    for name in REAL_FILES:
+        assert accepts_ovf(real(name)), name
+    cases = {
+        "spaced.ovf": (b"#   oommf   OVF 2.0\n# garbage follows\n", True),
+        "truncated.omf": (b"# OOMMF: rectangular mesh v1.0\n", True),
+        "png.ovf": (b"\x89PNG\r\n\x1a\n" + bytes(100), False),
+        "text.ovf": (b"x y z mx my mz\n0 0 0 1 0 0\n", False),
+        "empty.ovf": (b"", False),
+    }
+    for name, (content, expected) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        assert accepts_ovf(tmp_path / name) is expected, name
+    assert accepts_ovf(tmp_path / "absent.ovf") is False
+    assert accepts_ovf(tmp_path) is False
+
+
 # ------------------------------------------------------------ real files
 
+GEOMETRY = "synthetic_mumax3-layout_ovf2_bin4_geom_scalar_40x25x20.ovf"
+"""A mumax3-layout scalar Binary 4 file made by make_synthetic_ovf.py (for a GPL-3.0 mumax3 file)."""
+MMSOLVE = "synthetic_mmsolve-layout_ovf1_text_m_25x10x1.omf"
+"""An OOMMF mmSolve-layout OVF 1.0 text file made by make_synthetic_ovf.py (for a GPL-3.0 copy)."""
+
 REAL_FILES = {
-    # name: (version, format, (nx, ny, nz), (dx, dy, dz), valuedim, title)
+    # name: (version, format, (nx, ny, nz), (dx, dy, dz), valuedim, title); all but the two
+    # synthetic ones are unchanged output of the writing programs
     "mumax3_ovf2_bin4_m_128x32x1.ovf": (2, "binary4", (128, 32, 1), (3.90625e-9, 3.90625e-9, 3e-9), 3, "m"),
     "mumax3_ovf2_text_mfull_24x12x4.ovf": (2, "text", (24, 12, 4), (2.5e-9,) * 3, 3, "m_full"),
-    "mumax3_ovf2_bin4_geom_scalar_40x25x20.ovf": (2, "binary4", (40, 25, 20), (5e-9,) * 3, 1, "geom"),
+    GEOMETRY: (2, "binary4", (40, 25, 20), (5e-9,) * 3, 1, "geom"),
     "oommf_ovf2_bin8_spin_200x50x1.omf": (2, "binary8", (200, 50, 1), (2.5e-9, 2.5e-9, 3e-9), 3, "Oxs_MinDriver::Spin"),
     "oommf_ovf2_bin4_m_5x5x5.omf": (2, "binary4", (5, 5, 5), (1e-9,) * 3, 3, "Oxs_MinDriver::Magnetization"),
     "oommf_ovf2_text_skyrmion_20x20x2.omf": (2, "text", (20, 20, 2), (5e-9,) * 3, 3, "Oxs_MinDriver::Magnetization"),
@@ -254,7 +360,7 @@ REAL_FILES = {
     ),
     "oommf_ovf1_bin4_m_24x8x4.omf": (1, "binary4", (24, 8, 4), (1e-8,) * 3, 3, None),
     "oommf_ovf1_bin8_spin_36x20x1.omf": (1, "binary8", (36, 20, 1), (3.6e-9, 3.6e-9, 3e-9), 3, None),
-    "oommf-mmsolve_ovf1_text_m_25x10x1.omf": (1, "text", (25, 10, 1), (2e-8,) * 3, 3, None),
+    MMSOLVE: (1, "text", (25, 10, 1), (2e-8,) * 3, 3, None),
     "discretisedfield_ovf2_bin8_demagtensor_valuedim6_20x10x3.omf": (2, "binary8", (20, 10, 3), (1.0,) * 3, 6, "Field"),
 }
 
@@ -298,7 +404,7 @@ def test_mumax3_uniform_m_and_m_full_point_along_10_1_0():
 
 
 def test_ovf1_valuemultiplier_gives_magnetization_in_a_per_m():
-    for name, multiplier, cells in [("oommf-mmsolve_ovf1_text_m_25x10x1.omf", 800000.0, 250),
+    for name, multiplier, cells in [(MMSOLVE, 800000.0, 250),
                                     ("oommf_ovf1_bin4_m_24x8x4.omf", 800000.00000000035, 440)]:
         data, _, header = read_ovf(real(name), return_header=True)
         assert header["valuemultiplier"] == multiplier and header["valueunit"] == "A/m"
@@ -344,14 +450,39 @@ def test_oommf_stdprob4_s_state_is_point_symmetric():
     assert 0.9 < data[..., 0].mean() < 1.0
 
 
-def test_mumax3_geometry_mask_is_a_teapot():
-    data, _ = read_ovf(real("mumax3_ovf2_bin4_geom_scalar_40x25x20.ovf"))
+def test_mumax3_layout_geometry_mask_is_a_dome():
+    """The mumax3-layout geometry (1 inside, 0 outside) is the half-ellipsoid dome of
+    make_synthetic_ovf.py, re-derived here in half-cell units: semi-axes 36, 22, 28 along
+    x, y, z around the middle of the film's bottom."""
+    data, _ = read_ovf(real(GEOMETRY))
     assert set(np.unique(data)) == {0.0, 1.0}
     per_y = data.sum(axis=(0, 2))
     assert np.abs(per_y - per_y[::-1]).max() <= 1
     per_z = data.sum(axis=(1, 2))
     assert per_z[-1] == 0 and per_z[0] > 0
-    assert data.sum() == 6827
+    k, j, i = np.indices(data.shape)
+    x, y, z = 2 * i + 1 - 40, 2 * j + 1 - 25, 2 * k + 1
+    a, b, c = 36, 22, 28
+    dome = (x * b * c) ** 2 + (y * a * c) ** 2 + (z * a * b) ** 2 <= (a * b * c) ** 2
+    np.testing.assert_array_equal(data == 1.0, dome)
+
+
+def test_synthetic_files_are_what_their_script_writes(tmp_path):
+    """ORIGINS.md says make_synthetic_ovf.py made the two synthetic files; it still does."""
+    spec = importlib.util.spec_from_file_location("make_synthetic_ovf", DATA / "make_synthetic_ovf.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.write_all(tmp_path)
+    for name in (GEOMETRY, MMSOLVE):
+        assert (tmp_path / name).read_bytes() == real(name).read_bytes()
+
+
+def test_every_data_file_has_its_origin_and_licence_stated():
+    origins = (DATA / "ORIGINS.md").read_text()
+    files = sorted(path.name for path in DATA.iterdir() if path.suffix in (".ovf", ".omf", ".oef"))
+    assert files == sorted(REAL_FILES)
+    for name in files:
+        assert f"`{name}`" in origins, name
 
 
 def test_energy_density_scalar_matches_raw_little_endian_double():

@@ -1,13 +1,14 @@
 """Tests of the TIFF reader and writer (napari_mmrecon.io.tiff)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import tifffile
 import torch
 
-from napari_mmrecon.io.tiff import TiffError, read_tiff, write_tiff
+from napari_mmrecon.io.tiff import TiffError, accepts_tiff, read_tiff, write_tiff
 
 FLOAT32_RTOL = 2e-7
 
@@ -146,3 +147,173 @@ def test_overwrite_replaces_file_without_leftovers(tmp_path):
     assert image.shape == (5, 6) and meta == {"v": 2}
     np.testing.assert_allclose(pixel_size, (2e-9, 2e-9), rtol=FLOAT32_RTOL)
     assert [p.name for p in tmp_path.iterdir()] == ["img.tif"]
+
+
+# ------------------------------------------------------------ damaged tags
+
+
+def edit_tag(path, name, value=None, count=None):
+    """Overwrite the value (an inline LONG or SHORT) or the count of tag ``name`` of the first page."""
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags[name]
+        order = tif.byteorder
+    raw = bytearray(path.read_bytes())
+    if count is not None:
+        raw[tag.offset + 4 : tag.offset + 8] = np.array(count, dtype=order + "u4").tobytes()
+    if value is not None:
+        size = {3: 2, 4: 4}[int(tag.dtype)]
+        raw[tag.valueoffset : tag.valueoffset + size] = np.array(value, dtype=f"{order}u{size}").tobytes()
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.fixture(params=["image", "stack"])
+def written(request, tmp_path):
+    """A file of write_tiff: a (30, 40) image or a (3, 30, 40) stack."""
+    shape = (30, 40) if request.param == "image" else (3, 30, 40)
+    path = tmp_path / f"{request.param}.tif"
+    write_tiff(path, random_image(shape), 2e-9, metadata={"a": 1})
+    return path
+
+
+@pytest.mark.parametrize("name", ["ImageWidth", "ImageLength"])
+def test_huge_declared_size_raises_before_allocating(written, monkeypatch, name):
+    edit_tag(written, name, value=2**32 - 1)
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", lambda *args, **kwargs: pytest.fail("pixels read"))
+    with pytest.raises(TiffError, match=re.escape(written.name) + r".*GiB as float64, more than the 4 GiB limit"):
+        read_tiff(written)
+
+
+@pytest.mark.parametrize("name", ["ImageWidth", "ImageLength"])
+def test_zero_width_or_height_raises(written, name):
+    edit_tag(written, name, value=0)
+    with pytest.raises(TiffError, match=re.escape(written.name)):
+        read_tiff(written)
+
+
+@pytest.mark.parametrize("compression", [8, 5, 32946, 7, 12345])
+def test_changed_compression_tag_raises_tiff_error(written, compression):
+    """zlib.error, missing codecs and unknown codes all come out as TiffError."""
+    edit_tag(written, "Compression", value=compression)
+    with pytest.raises(TiffError, match=re.escape(written.name)):
+        read_tiff(written)
+
+
+@pytest.mark.parametrize("name, count", [("ImageLength", 2), ("ImageWidth", 3), ("StripOffsets", 5)])
+def test_changed_tag_count_raises_tiff_error(written, name, count):
+    """A count of 2 on ImageLength made tifffile raise TypeError."""
+    edit_tag(written, name, count=count)
+    with pytest.raises(TiffError, match=re.escape(written.name)):
+        read_tiff(written)
+
+
+@pytest.mark.parametrize("bits", [7, 12, 64])
+def test_changed_bits_per_sample_raises_tiff_error(written, bits):
+    edit_tag(written, "BitsPerSample", value=bits)
+    with pytest.raises(TiffError, match=re.escape(written.name)):
+        read_tiff(written)
+
+
+@pytest.mark.parametrize(
+    "resolution, kwargs, shown",
+    [
+        ((4e9, 4e9), {"imagej": True, "metadata": {"unit": "nm"}}, "2.5e-19 m x 2.5e-19 m"),
+        ((1.0, 4e-3), {"resolutionunit": "CENTIMETER"}, "2.5 m x 0.01 m"),
+        ((1e9, 1e9), {"resolutionunit": "MICROMETER"}, "1e-15 m x 1e-15 m"),
+    ],
+)
+def test_implausible_pixel_size_raises_giving_the_value(tmp_path, resolution, kwargs, shown):
+    path = tmp_path / "tiny.tif"
+    tifffile.imwrite(path, np.zeros((3, 4), np.float32), resolution=resolution, **kwargs)
+    with pytest.raises(TiffError, match=re.escape(f"tiny.tif: implausible pixel size {shown} (dy x dx)")):
+        read_tiff(path)
+
+
+def test_damaged_resolution_tag_raises_tiff_error(tmp_path):
+    path = tmp_path / "res.tif"
+    write_tiff(path, np.zeros((3, 4)), 1e-9)
+    edit_tag(path, "XResolution", count=2)
+    with pytest.raises(TiffError, match="res.tif: damaged resolution tags"):
+        read_tiff(path)
+
+
+def test_complex_pixels_raise_tiff_error(tmp_path):
+    path = tmp_path / "complex.tif"
+    tifffile.imwrite(path, np.zeros((3, 4), np.complex64))
+    with pytest.raises(TiffError, match="complex.tif: unsupported pixel type complex64"):
+        read_tiff(path)
+
+
+# ------------------------------------------------------------ accepts_tiff
+
+
+def foreign_tiffs(folder):
+    """Files a TIFF reader of napari or another plugin may know, but read_tiff is not for."""
+    tifffile.imwrite(folder / "rgb.tif", np.zeros((5, 6, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(folder / "alpha.tif", np.zeros((5, 6, 2), np.uint8), photometric="minisblack",
+                     extrasamples=["unassalpha"])
+    tifffile.imwrite(folder / "series.tif", np.zeros((5, 6), np.float32))
+    tifffile.imwrite(folder / "series.tif", np.zeros((7, 8), np.float32), append=True)
+    tifffile.imwrite(folder / "time.tif", np.zeros((4, 5, 6), np.float32), imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(folder / "channels.ome.tif", np.zeros((2, 5, 6), np.uint16), ome=True,
+                     metadata={"axes": "CYX"})
+    tifffile.imwrite(folder / "pages.tif", np.zeros((4, 5, 6), np.uint16), photometric="minisblack")
+    tifffile.imwrite(folder / "complex.tif", np.zeros((5, 6), np.complex64))
+    (folder / "png.tif").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    (folder / "notes.tif").write_text("not an image")
+    return sorted(folder.iterdir())
+
+
+def own_tiffs(folder):
+    """Files read_tiff is for: real (ny, nx) images and write_tiff's z-stacks."""
+    write_tiff(folder / "image.tif", random_image((5, 6)), 1e-9)
+    write_tiff(folder / "stack.tif", random_image((3, 5, 6)), 1e-9)
+    tifffile.imwrite(folder / "plain.tif", np.zeros((5, 6), np.uint16))
+    tifffile.imwrite(folder / "tiled.tif", np.zeros((32, 32), np.float32), tile=(16, 16), compression="zlib")
+    tifffile.imwrite(folder / "big.tif", np.zeros((5, 6), np.float32), bigtiff=True)
+    tifffile.imwrite(folder / "motorola.tif", np.zeros((5, 6), ">f4"), byteorder=">")
+    tifffile.imwrite(folder / "one.ome.tif", np.zeros((5, 6), np.uint16), ome=True)
+    return sorted(folder.iterdir())
+
+
+def test_accepts_tiff_takes_images_and_stacks_and_declines_other_tiffs(tmp_path):
+    (tmp_path / "own").mkdir()
+    (tmp_path / "foreign").mkdir()
+    for path in own_tiffs(tmp_path / "own"):
+        assert accepts_tiff(path), path.name
+        read_tiff(path)
+    for path in foreign_tiffs(tmp_path / "foreign"):
+        assert not accepts_tiff(path), path.name
+    assert not accepts_tiff(tmp_path / "absent.tif")
+    assert not accepts_tiff(tmp_path)
+
+
+def test_accepts_tiff_reads_no_pixel_data(tmp_path):
+    """Single-page files cut where their pixel data start are judged as the whole files."""
+    (tmp_path / "own").mkdir()
+    (tmp_path / "foreign").mkdir()
+    own, foreign = own_tiffs(tmp_path / "own"), foreign_tiffs(tmp_path / "foreign")
+    judged = []
+    for path in own + foreign:
+        if path.read_bytes()[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00"):
+            continue
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) > 1:  # later pages' headers follow the first page's pixels
+                continue
+            first_pixel = min(tif.pages.first.dataoffsets)
+        cut = path.with_name("cut_" + path.name)
+        cut.write_bytes(path.read_bytes()[:first_pixel])
+        assert accepts_tiff(cut) == (path in own), path.name
+        judged.append(path.name)
+    assert {"rgb.tif", "alpha.tif", "complex.tif", "image.tif", "plain.tif", "big.tif"} <= set(judged)
+
+
+@pytest.mark.parametrize("keep", [8, 20, 100])
+def test_accepts_tiff_takes_damaged_tiffs_so_that_read_tiff_reports_them(tmp_path, keep):
+    good = tmp_path / "good.tif"
+    write_tiff(good, random_image((20, 30)), 1e-9)
+    damaged = tmp_path / "damaged.tif"
+    damaged.write_bytes(good.read_bytes()[:keep])
+    assert accepts_tiff(damaged)
+    with pytest.raises(TiffError, match="damaged.tif"):
+        read_tiff(damaged)

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.measurement import height_derivative, simulate_image, with_plane_distance
+from napari_mmrecon.backend.forward.measurement import (
+    height_derivative,
+    simulate_image,
+    with_plane_distance,
+)
 
 GRID = mm.Grid(nx=24, ny=20, nz=2, dx=1e-9, dy=1.5e-9, dz=1e-9)
 MEASUREMENTS = [

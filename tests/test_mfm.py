@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.mfm import (
+from napari_mmrecon.backend.forward.mfm import (
     Cantilever,
     MFMMeasurement,
     PointDipoleTip,
@@ -16,7 +16,7 @@ from napari_mmrecon.backend.mfm import (
     mfm_frequency_shift,
     phase_from_frequency_shift,
 )
-from napari_mmrecon.backend.stray import stray_field
+from napari_mmrecon.backend.forward.stray import stray_field
 
 MU0 = 4e-7 * math.pi
 

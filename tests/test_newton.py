@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.energy import EnergyModel
-from napari_mmrecon.backend.krylov import conjugate_gradient, normal_equations
-from napari_mmrecon.backend.newton import newton_relax
-from napari_mmrecon.backend.relax import minimize
+from napari_mmrecon.backend.physics.energy import EnergyModel
+from napari_mmrecon.backend.solvers.krylov import conjugate_gradient, normal_equations
+from napari_mmrecon.backend.solvers.newton import newton_relax
+from napari_mmrecon.backend.solvers.relax import minimize
 
 GRID = mm.Grid(nx=48, ny=48, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
 MATERIAL = mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3)

@@ -7,10 +7,14 @@ import torch
 
 import napari_mmrecon as mm
 from napari_mmrecon._sample_data import load_state
-from napari_mmrecon.backend.energy import EnergyModel
-from napari_mmrecon.backend.equilibrium import EquilibriumSettings, build_model, relax_tight
-from napari_mmrecon.backend.grid import MU0
-from napari_mmrecon.backend.pinning import SkyrmionPinning, find_skyrmions
+from napari_mmrecon.backend.inverse.pinning import SkyrmionPinning, find_skyrmions
+from napari_mmrecon.backend.physics.energy import EnergyModel
+from napari_mmrecon.backend.physics.grid import MU0
+from napari_mmrecon.backend.solvers.equilibrium import (
+    EquilibriumSettings,
+    build_model,
+    relax_tight,
+)
 
 GRID = mm.Grid(nx=40, ny=40, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
 MATERIAL = mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import napari_mmrecon as mm
-from napari_mmrecon import layers as layer_data
+from napari_mmrecon.workflows import layer_data
 
 PLUGIN = "napari-mmrecon"
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import pytest
 
 import napari_mmrecon as mm
 from napari_mmrecon import _sample_data
-from napari_mmrecon import layers as layer_data
+from napari_mmrecon.workflows import layer_data
 
 
 def test_lattice_sample_opens_with_fields_mfm_and_ground_truth(make_napari_viewer):

@@ -18,7 +18,7 @@ import torch
 from scipy import integrate
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.stray import (
+from napari_mmrecon.backend.forward.stray import (
     StrayFieldMeasurement,
     open_kernel_quadrant,
     stray_field,

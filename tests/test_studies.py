@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.studies import coverage_table, noise_study, parallel_map, sensitivity
+from napari_mmrecon.backend.inverse.studies import (
+    coverage_table,
+    noise_study,
+    parallel_map,
+    sensitivity,
+)
 
 GRID = mm.Grid(nx=24, ny=24, nz=1, dx=2e-9, dy=2e-9, dz=1e-9)
 TRUE = mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3.3e-3)

@@ -5,18 +5,22 @@ Headless: run under ``xvfb-run -a``. Grids are tiny so that the whole module tak
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from magicgui.widgets import CheckBox, FloatSpinBox, LineEdit, SpinBox
 from napari.utils.notifications import NotificationSeverity
 
 import napari_mmrecon as mm
-from napari_mmrecon import layers as layer_data
-from napari_mmrecon.jobs import Partial, Progress
+from napari_mmrecon.widgets.dock import MIN_FORM_HEIGHT
+from napari_mmrecon.widgets.fields import field_for, shown, si
 from napari_mmrecon.widgets.runner import JobPanel, Task
+from napari_mmrecon.widgets.section import Section
 from napari_mmrecon.widgets.simulator import SimulatorWidget
-
-
+from napari_mmrecon.workflows import layer_data
+from napari_mmrecon.workflows.jobs import Partial, Progress
+from napari_mmrecon.workflows.options import OPTIONS
 
 
 @pytest.fixture
@@ -263,6 +267,97 @@ def test_plugin_menu_docks_the_simulator_in_a_scroll_area(make_napari_viewer):
     assert dock.minimumSizeHint().width() > dock.form.native.minimumSizeHint().width()
     viewer.add_image(np.zeros((4, 4)), name="later")  # napari refreshes the layer list through the dock
     assert [c.name for c in dock.form.layer.choices] == ["later"]
+
+
+def add_magnetization(viewer, name, grid=None, material=None):
+    """Add the mz Image and arrows of a skyrmion state called ``name``."""
+    grid = grid or mm.Grid(nx=16, ny=16, nz=1, dx=1e-9, dy=1e-9, dz=1e-9, device="cpu")
+    for data, kwargs, kind in layer_data.magnetization_layers(mm.textures.skyrmion(grid, radius=4e-9), grid,
+                                                              material, name=name):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+
+
+def test_source_starts_on_and_follows_magnetization_layers(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    add_magnetization(viewer, "opened", material=mm.Material(Ms=4e5))
+    widget = SimulatorWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert (widget.source.value, widget.layer.value) == ("layer", viewer.layers["opened"])
+    assert widget.material["Ms"].value == pytest.approx(400.0)  # kA/m, from the layer
+    assert not widget.pixel_nm.native.isVisibleTo(widget.native)  # the layer knows its grid
+    add_magnetization(viewer, "sample")  # a later file or sample: its mz Image, not its arrows
+    assert widget.layer.value is viewer.layers["sample"]
+
+    viewer = make_napari_viewer()
+    fresh = SimulatorWidget(viewer)
+    viewer.window.add_dock_widget(fresh)
+    assert fresh.source.value == "texture"
+    add_magnetization(viewer, "later")
+    assert (fresh.source.value, fresh.layer.value) == ("layer", viewer.layers["later"])
+    fresh.source.value = "texture"  # the user's pick stays
+    add_magnetization(viewer, "ignored")
+    assert fresh.source.value == "texture"
+
+
+def test_a_run_keeps_the_source(simulator, qtbot, notes):
+    viewer, widget = simulator
+    widget.relax.value = False
+    widget.outputs["frequency_shift"].value = False
+    click_and_wait(qtbot, widget.panel)  # adds the texture's magnetization layers
+    assert layer_data.is_magnetization_layer(viewer.layers["skyrmion"]) and notes.errors() == []
+    assert widget.source.value == "texture"
+
+
+@pytest.mark.parametrize("size", [(1089, 633), (1700, 1050)])
+def test_both_docks_are_usable_in_a_small_window(make_napari_viewer, qtbot, size):
+    """Run buttons always in view, every field reachable by scrolling, titles whole."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-mmrecon", "single_skyrmion")
+    _, simulator = viewer.window.add_plugin_dock_widget("napari-mmrecon", "Stray field / MFM simulator")
+    _, fit = viewer.window.add_plugin_dock_widget("napari-mmrecon", "Physics relaxation / fit")
+    window = viewer.window._qt_window
+    window.resize(*size)
+    qtbot.waitUntil(lambda: window.size().height() == size[1], timeout=5000)
+    qtbot.wait(50)
+    for dock, d_field in ((simulator, simulator.form.material["D"]), (fit, fit.form.values["D"])):
+        run = dock.form.panel.run_button.native
+        assert run.isVisible() and run.visibleRegion().boundingRect().height() == run.height()
+        assert dock.viewport().height() >= MIN_FORM_HEIGHT
+        dock.ensureWidgetVisible(d_field.native)
+        qtbot.wait(10)
+        assert not d_field.native.visibleRegion().isEmpty()
+        title = dock.parent().titleBarWidget()
+        assert title.width() >= title.layout().sizeHint().width()
+    assert simulator.form.source.value == "layer"  # the sample's magnetization
+
+
+def test_sections_fold_away(simulator):
+    _, widget = simulator
+    material = next(s for s in widget if isinstance(s, Section) and s.header.text() == "Material")
+    assert material.expanded and widget.material["D"].native.isVisibleTo(widget.native)
+    material.header.click()
+    assert not material.expanded and not widget.material["D"].native.isVisibleTo(widget.native)
+
+
+def test_fields_are_built_from_the_option_declarations(make_napari_viewer, monkeypatch):
+    ms, f0 = OPTIONS["Ms"], OPTIONS["f0"]
+    field = field_for(ms, "Ms")
+    assert isinstance(field, FloatSpinBox) and field.label == "Ms (kA/m)" and field.value == 580.0
+    assert field.tooltip == "saturation magnetization; 1 to 10000 kA/m"
+    assert si(OPTIONS["Ku"], 0.8) == 8e5 and shown(f0, 75e3) == 75.0
+    assert field_for(OPTIONS["heights"], "heights").value == "10, 20"
+    assert field_for(OPTIONS["tip_moment"], "tip moment").label == "tip moment (A·m²)"
+    assert isinstance(field_for(OPTIONS["tol"], "tol"), LineEdit)  # 1e-4: typed, not spun
+    assert isinstance(field_for(OPTIONS["relax"], "relax"), CheckBox)
+    assert field_for(OPTIONS["optimizer"], "optimizer").choices == OPTIONS["optimizer"].choices
+    spin = field_for(OPTIONS["nz"], "nz")
+    assert isinstance(spin, SpinBox) and spin.min == 1
+    # a declaration changed in one place changes the forms
+    monkeypatch.setitem(OPTIONS, "Ms", replace(ms, default=4e5))
+    monkeypatch.setitem(OPTIONS, "f0", replace(f0, default=60e3, help="resonance"))
+    widget = SimulatorWidget(make_napari_viewer())
+    assert widget.material["Ms"].value == 400.0 and widget.f0_kHz.value == 60.0
+    assert widget.f0_kHz.tooltip.startswith("resonance;") and widget.tip_fields.read()[1].f0 == 60e3
 
 
 # ----------------------------------------------------------------------------- the runner alone

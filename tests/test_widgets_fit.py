@@ -13,9 +13,9 @@ import pytest
 from qtpy.QtWidgets import QApplication
 
 import napari_mmrecon as mm
-from napari_mmrecon import jobs, simulation
-from napari_mmrecon import layers as layer_data
 from napari_mmrecon.widgets.fit import FitDock, FitWidget
+from napari_mmrecon.workflows import jobs, layer_data
+from napari_mmrecon.workflows import simulate as simulation
 
 GRID = mm.Grid(nx=40, ny=40, nz=1, dx=1e-9, dy=1e-9, dz=1e-9, device="cpu")
 TRUE = mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3)

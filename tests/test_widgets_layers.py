@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 
 import napari_mmrecon as mm
-from napari_mmrecon import jobs
-from napari_mmrecon import layers as layer_data
-from napari_mmrecon.simulation import (MAX_CELLS, Probe, Relaxation, Relaxed, check_grid_size, film_material,
-                                       simulate, texture)
+from napari_mmrecon.workflows import jobs, layer_data
+from napari_mmrecon.workflows.simulate import (
+    MAX_CELLS,
+    Probe,
+    Relaxation,
+    Relaxed,
+    check_grid_size,
+    film_material,
+    simulate,
+    texture,
+)
 
 GRID = mm.Grid(nx=128, ny=96, nz=1, dx=2e-9, dy=2e-9, dz=1e-9, device="cpu")
 

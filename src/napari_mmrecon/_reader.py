@@ -1,11 +1,18 @@
 """npe2 reader: OVF files open as magnetization layers, TIFF images with their physical pixel size.
 
 - ``.ovf`` / ``.omf`` with 3 components in A/m or without unit: an mz Image and an arrows
-  Vectors layer (``layers.magnetization_layers``); unit vectors are taken as ``m``, other
+  Vectors layer (``layer_data.magnetization_layers``); unit vectors are taken as ``m``, other
   lengths as ``M = Ms m`` (OOMMF), whose ``Ms`` goes to the layer's material.
 - other OVF fields (a scalar, or a vector in T): one Image layer per component.
 - ``.tif`` / ``.tiff``: an Image layer in nm if the file declares its pixel size (ImageJ unit or
   resolution unit), with the metadata ``write_tiff`` stored; otherwise in pixels.
+
+``get_reader`` declines (returns None) what these readers are not for, so that napari's own reader
+or another plugin takes it: a ``.ovf`` / ``.omf`` / ``.ohf`` file without the ``# OOMMF`` first
+line, and TIFF files other than a single real-valued ``(ny, nx)`` image or an ImageJ z-stack (RGB,
+several series, time or channel axes, complex pixels, not a TIFF at all). It decides from the first
+line or the TIFF header alone and imports neither torch nor napari; the reader functions it returns
+import them when they run.
 
 A file that cannot be read gives an error notification naming the file and the problem, and no
 layer.
@@ -15,10 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from napari.utils.notifications import show_error
-
-from . import layers as layer_data
-from .io import read_ovf, read_tiff
+from .io.ovf import accepts_ovf, read_ovf
+from .io.tiff import accepts_tiff, read_tiff
 
 OVF_SUFFIXES = (".ovf", ".omf", ".ohf")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -28,15 +33,16 @@ _RESTORED = ("schema", "kind", "quantity", "unit", "pixel_size", "source", "grid
 
 
 def get_reader(path):
-    """The reader function for one OVF or TIFF path, else None."""
+    """The reader function for one OVF or TIFF path that this plugin reads (see the module
+    docstring), else None."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
         path = path[0]
     suffix = Path(str(path)).suffix.lower()
-    if suffix in OVF_SUFFIXES:
+    if suffix in OVF_SUFFIXES and accepts_ovf(path):
         return read_ovf_layers
-    if suffix in TIFF_SUFFIXES:
+    if suffix in TIFF_SUFFIXES and accepts_tiff(path):
         return read_tiff_layers
     return None
 
@@ -49,7 +55,9 @@ def _or_notify(read, path) -> list:
     """``read(path)``, or an error notification and napari's "no layers" sentinel."""
     try:
         return read(path)
-    except ValueError as exc:  # OVFError and TiffError are ValueErrors
+    except (ValueError, OSError) as exc:  # OVFError and TiffError are ValueErrors
+        from napari.utils.notifications import show_error
+
         show_error(f"napari-mmrecon cannot open {path.name}: {exc}")
         return [(None,)]
 
@@ -65,6 +73,8 @@ def read_tiff_layers(path) -> list:
 
 
 def _ovf_layers(path: Path) -> list:
+    from .workflows import layer_data  # imports the backend (torch)
+
     field, grid, header = read_ovf(path, return_header=True)
     units = header.get("valueunits") or [header.get("valueunit", "")]
     title = header.get("title") or path.stem
@@ -84,6 +94,8 @@ def _ovf_layers(path: Path) -> list:
 
 
 def _tiff_layers(path: Path) -> list:
+    from .workflows import layer_data  # imports the backend (torch)
+
     image, pixel, meta = read_tiff(path)
     if image.ndim not in (2, 3):
         raise ValueError(f"{path}: expected a (ny, nx) image or an (n, ny, nx) stack, got shape {image.shape}")

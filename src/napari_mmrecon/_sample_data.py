@@ -1,7 +1,7 @@
 """Sample data (File > Open Sample > napari-mmrecon) and the states ``mmrecon demo`` runs on.
 
 Two relaxed Neel skyrmion states ship in ``data/``: ``<name>.ovf`` (OVF 2.0, the ground truth,
-with its material in a ``Desc`` line) and ``<name>_images.npz``, what ``simulation.simulate``
+with its material in a ``Desc`` line) and ``<name>_images.npz``, what ``workflows.simulate.simulate``
 gives for ``PROBES`` on it: the stray field Hz at 10 and 20 nm on both sides of the film and the
 frequency shift of an MFM with a point-dipole tip at 20 nm above it (about 1 MB in all, so a
 sample opens at once; tests check the images against a fresh simulation).
@@ -17,15 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from . import jobs
-from . import layers as layer_data
 from .backend import Grid, Material, relax
 from .io import read_ovf, write_ovf
-from .simulation import UNITS, Probe, SimulatedImage, Simulation, simulate, texture
+from .workflows import jobs, layer_data
+from .workflows.options import MATERIAL_NAMES, defaults
+from .workflows.simulate import (
+    UNITS,
+    Probe,
+    SimulatedImage,
+    Simulation,
+    simulate,
+    texture,
+)
 
 DATA = Path(__file__).parent / "data"
-MATERIAL = Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3, alpha=0.3)
-"""Co/Pt-like film with interfacial DMI: the material of both samples."""
+MATERIAL = Material(**{**defaults(MATERIAL_NAMES), "alpha": 0.3})
+"""Co/Pt-like film with interfacial DMI, the material of both samples: the declared defaults
+(``workflows.options``) with the damping alpha = 0.3 the bundled files were written with (it does
+not enter a relaxation)."""
 PROBES = (Probe(heights=(10e-9, 20e-9), sides=("top", "bottom"), outputs=("Hz",)),
           Probe(heights=(20e-9,), sides=("top",), outputs=("frequency_shift",)))
 """Stray field Hz at 10 and 20 nm on both sides, MFM frequency shift at 20 nm on top."""

@@ -206,7 +206,7 @@ is open), ``radii_relaxed_cells`` = sqrt(n_cells dx dy / pi),
 ``on_edge_relaxed``; the same for the start state in the order of
 ``centers_start``: ``radii_start_contour``, ``radii_start_cells``,
 ``on_edge_start``.  ``Q_start``, ``Q_relaxed``: topological charge from
-``napari_mmrecon.backend.analysis.topological_charge`` (Berg-Luescher
+``napari_mmrecon.backend.physics.analysis.topological_charge`` (Berg-Luescher
 lattice formula; core-down skyrmion = -1) of the (1, 64, 64, 3) arrays.
 ``max_torque`` = max |m x H_eff| (A/m) of the relaxed state, ``dm_max_bb`` =
 the BB convergence quantity, energies ``E_start``, ``E_bb`` and
@@ -242,11 +242,11 @@ Result of this script (magnum.np 2.2.0, 1 torch thread):
   -4.28141e-18.
 """
 
+import logging as _pylogging
 import os
 import sys
 import time
 import types
-import logging as _pylogging
 
 import numpy as np
 
@@ -255,8 +255,8 @@ try:  # magnum.np only needs pyvista for VTK I/O, which is not used here
 except ImportError:
     sys.modules["pyvista"] = types.ModuleType("pyvista")
 
-import torch
 import magnumnp as mnp
+import torch
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import label, map_coordinates
 from skimage.measure import find_contours, points_in_poly
@@ -738,7 +738,7 @@ def run_film():
     order = [lab_start[int(c[1] // dy), int(c[0] // dx)] - 1 for c in centres]
     Q_start, Q_relaxed = None, None
     try:
-        from napari_mmrecon.backend.analysis import topological_charge
+        from napari_mmrecon.backend.physics.analysis import topological_charge
         Q_start = topological_charge(m_start)
         Q_relaxed = topological_charge(m_relaxed)
     except ImportError as exc:  # pragma: no cover

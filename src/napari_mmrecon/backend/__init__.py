@@ -1,18 +1,12 @@
-"""The torch backend: physics only, never imports napari or Qt."""
+"""The torch backend, never importing napari or Qt, in rooms by job.
 
-from . import textures
-from .energy import TERM_NAMES, EnergyModel, effective_field, energy
-from .grid import MU0, Grid, Material
+``runtime`` (tensor plumbing) <- ``physics`` (the model) <- ``solvers`` (minimization, LLG,
+equilibria) <- ``forward`` (stray field, MFM) <- ``inverse`` (fits and studies); ``measured``
+prepares measured images. Each room imports only from the rooms before it. The public functions
+are re-exported here and at the package top (``napari_mmrecon``).
+"""
 
-__all__ = ["MU0", "TERM_NAMES", "EnergyModel", "Grid", "Material", "effective_field", "energy", "textures"]
-from .relax import GAMMA, LLGResult, RelaxInfo, llg, minimize, relax
-
-__all__ += ["GAMMA", "LLGResult", "RelaxInfo", "llg", "minimize", "relax"]
-from .analysis import skyrmion_radius
-
-__all__ += ["skyrmion_radius"]
-from .stray import StrayFieldMeasurement, stray_field, stray_field_projection
-from .mfm import (
+from .forward.mfm import (
     Cantilever,
     MFMMeasurement,
     PointDipoleTip,
@@ -22,11 +16,20 @@ from .mfm import (
     mfm_frequency_shift,
     phase_from_frequency_shift,
 )
+from .forward.stray import StrayFieldMeasurement, stray_field, stray_field_projection
+from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
+from .physics import textures
+from .physics.analysis import skyrmion_radius, topological_charge
+from .physics.energy import TERM_NAMES, EnergyModel, effective_field, energy
+from .physics.grid import MU0, Grid, Material
+from .solvers.relax import GAMMA, LLGResult, RelaxInfo, llg, minimize, relax
 
-__all__ += ["Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "StrayFieldMeasurement",
-            "add_noise", "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
-            "stray_field", "stray_field_projection"]
-from .analysis import topological_charge
-from .fitting import FitProgress, FitResult, fit_parameters
-
-__all__ += ["FitProgress", "FitResult", "fit_parameters", "topological_charge"]
+__all__ = [
+    "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "add_noise",
+    "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
+    "StrayFieldMeasurement", "stray_field", "stray_field_projection",
+    "FitProgress", "FitResult", "fit_parameters",
+    "textures", "skyrmion_radius", "topological_charge",
+    "TERM_NAMES", "EnergyModel", "effective_field", "energy", "MU0", "Grid", "Material",
+    "GAMMA", "LLGResult", "RelaxInfo", "llg", "minimize", "relax",
+]

@@ -6,19 +6,24 @@ text, 4-byte or 8-byte IEEE floats. Binary data start with a check value
 (1234567.0 or 123456789012345.0); OVF 1.0 stores binary data big-endian, OVF 2.0
 little-endian. Values are ordered with x varying fastest, then y, then z, which is
 exactly the C order of a numpy array of shape ``(nz, ny, nx, valuedim)``.
+
+This module imports no torch at import time: :func:`accepts_ovf` is cheap enough for the
+npe2 reader entry point; :func:`read_ovf` imports the backend's ``Grid`` on first use.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_mmrecon.backend.arrays import as_numpy
-from napari_mmrecon.backend.grid import Grid
 from napari_mmrecon.io.files import atomic_output
 
-__all__ = ["OVFError", "read_ovf", "write_ovf"]
+if TYPE_CHECKING:
+    from napari_mmrecon.backend.physics.grid import Grid
+
+__all__ = ["OVFError", "accepts_ovf", "read_ovf", "write_ovf"]
 
 _MESH_UNITS = {"m": 1.0, "mm": 1e3, "um": 1e6, "µm": 1e6, "μm": 1e6, "nm": 1e9}
 """Number of ``meshunit`` lengths in one metre (dividing by an exact integer keeps
@@ -54,6 +59,19 @@ _V1_SIGNATURE = re.compile(r"oommf:(rectangular|irregular)meshv(1\.0*|0\.99|0\.0
 _END_LINE = re.compile(rb"^[ \t]*#[ \t]*end[ \t]*:[ \t]*data\b", re.IGNORECASE | re.MULTILINE)
 
 _TCL_SPECIAL = re.compile(r'[\s{}"\\\[\]$;]')
+
+_INT_TOKEN = re.compile(r"[+-]?[0-9]+")
+
+_FLOAT_TOKEN = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A decimal number as OVF writers print it; Python's ``float`` also takes ``nan``, ``inf``,
+``1_0`` and non-ASCII digits, which no OVF file holds."""
+
+_NOT_NUMBER_TEXT = re.compile(r"[^0-9eE+\-.\s]")
+"""A character that cannot occur in whitespace-separated decimal numbers."""
+
+_BAD_TOKEN = re.compile(r"(?<!\S)(?!" + _FLOAT_TOKEN.pattern + r"(?!\S))\S+")
+"""The first whitespace-separated word that is not a decimal number (slower than
+``_NOT_NUMBER_TEXT``; used to name the word once the data are known to be garbled)."""
 
 
 class OVFError(ValueError):
@@ -91,7 +109,9 @@ def read_ovf(path, return_header: bool = False):
     ------
     OVFError
         The file is not OVF, misses a header key, uses an irregular mesh, has a bad
-        check value, is truncated, holds a garbled number or lacks ``End: Data``.
+        check value, is truncated, lacks ``End: Data``, holds a garbled number (text data
+        and header values must be plain decimal numbers: no ``nan``, ``inf`` or ``1_0``)
+        or a value that is not finite (NaN or infinity, also after ``valuemultiplier``).
     FileNotFoundError
         ``path`` does not exist.
     """
@@ -111,11 +131,28 @@ def read_ovf(path, return_header: bool = False):
         values = _binary_values(raw, start, count, header["format"], version, name)
     data = values.reshape(grid.nz, grid.ny, grid.nx, valuedim)
     if version == 1:
-        data = data * header.get("valuemultiplier", 1.0)
+        with np.errstate(over="ignore"):  # an overflow to infinity is reported below
+            data = data * header.get("valuemultiplier", 1.0)
+    _check_finite(data, name)
     if valuedim == 1:
         data = data[..., 0]
     data = np.ascontiguousarray(data, dtype=np.float64)
     return (data, grid, header) if return_header else (data, grid)
+
+
+def accepts_ovf(path) -> bool:
+    """Whether ``path`` starts with an OOMMF identification line (``# OOMMF ...``).
+
+    Reads only the first line, for the npe2 reader to decline files named ``.ovf`` that
+    are something else. A file that passes may still fail :func:`read_ovf`, which then
+    names the problem. False when the file cannot be opened.
+    """
+    try:
+        with open(path, "rb") as handle:
+            first_line = handle.readline(256)
+    except OSError:
+        return False
+    return re.sub(rb"[\s#]", b"", first_line).lower().startswith(b"oommf")
 
 
 def write_ovf(
@@ -140,7 +177,7 @@ def write_ovf(
         Output file (``.ovf`` or ``.omf`` by convention).
     data : array_like or torch.Tensor
         ``(nz, ny, nx, n)`` with n >= 1 components, or ``(nz, ny, nx)`` for a scalar
-        field (``valuedim`` 1). Real numbers.
+        field (``valuedim`` 1). Finite real numbers.
     grid : Grid
         Mesh; ``grid.shape`` must equal ``data.shape[:3]``. Cell size in metres.
     fmt : {"binary8", "binary4", "text"}
@@ -163,7 +200,7 @@ def write_ovf(
     ------
     ValueError
         Bad ``fmt``, ``version``, data shape (the message gives the expected shape),
-        labels or units, or text that would break the header.
+        NaN or infinite data, labels or units, or text that would break the header.
     """
     array = _field_array(data, grid)
     valuedim = array.shape[3]
@@ -272,15 +309,26 @@ def _check_header(header: dict, name: str) -> None:
 
 
 def _number(text: str, kind: type, key: str, name: str):
-    """``text`` converted by ``kind`` (int or float), or OVFError naming ``key``."""
-    try:
-        return kind(text)
-    except ValueError:
-        raise OVFError(f"{name}: header key {key!r} has a non-numeric value {text!r}") from None
+    """``text`` as a finite ``kind`` (int or float), or OVFError naming ``key``.
+
+    Only plain decimal numbers are taken (Python's ``float`` would also take ``nan``,
+    ``inf`` and ``1_0``).
+    """
+    pattern = _INT_TOKEN if kind is int else _FLOAT_TOKEN
+    if pattern.fullmatch(text) is None:
+        expected = "an integer" if kind is int else "a decimal number"
+        raise OVFError(f"{name}: header key {key!r} has a non-numeric value {text!r} ({expected} expected)")
+    value = kind(text)
+    if kind is float and not np.isfinite(value):
+        raise OVFError(f"{name}: header key {key!r} has a value out of the float range: {text!r}")
+    return value
 
 
 def _grid(header: dict, name: str) -> Grid:
     """The Grid of a checked header; step sizes converted from ``meshunit`` to metres."""
+    # torch: imported on the first read
+    from napari_mmrecon.backend.physics.grid import Grid
+
     unit = header["meshunit"]
     if unit not in _MESH_UNITS:
         raise OVFError(f"{name}: unknown meshunit {unit!r} (known: {', '.join(_MESH_UNITS)})")
@@ -314,23 +362,53 @@ def _binary_values(raw: bytes, start: int, count: int, fmt: str, version: int, n
 
 
 def _text_values(raw: bytes, start: int, count: int, name: str) -> np.ndarray:
-    """``count`` whitespace-separated numbers up to the ``End: Data`` line.
+    """``count`` whitespace-separated decimal numbers up to the ``End: Data`` line.
 
-    Anything from ``#`` to the end of a line is a comment.
+    Anything from ``#`` to the end of a line is a comment. ``raw`` is the file from its
+    second line on (the first is the identification line), which numbers the lines in
+    messages.
     """
     end = _END_LINE.search(raw, start)
-    block = raw[start : len(raw) if end is None else end.start()].decode("latin-1")
-    tokens = re.sub(r"#[^\n]*", "", block).split()
+    block = re.sub(r"#[^\n]*", "", raw[start : len(raw) if end is None else end.start()].decode("latin-1"))
+    tokens = block.split()
     if len(tokens) < count:
         raise OVFError(f"{name}: truncated data: {len(tokens)} of {count} values present")
     if len(tokens) > count:
         raise OVFError(f"{name}: {len(tokens)} values in text data, expected {count}")
     if end is None:
         raise OVFError(f"{name}: missing 'End: Data' line after {count} values")
+    values = _decimal_values(block, tokens)
+    if values is None:
+        bad = _BAD_TOKEN.search(block)
+        line = 2 + raw.count(b"\n", 0, start) + block.count("\n", 0, bad.start())
+        word = bad.group().encode("latin-1").decode("utf-8", "replace")
+        raise OVFError(f"{name}: garbled number {word!r} in text data at line {line}")
+    return values
+
+
+def _decimal_values(block: str, tokens: list[str]) -> np.ndarray | None:
+    """``tokens``, the words of ``block``, as float64; None if one is not a decimal number.
+
+    The character screen runs first because numpy, like ``float``, reads ``nan``, ``inf``
+    and ``1_0``.
+    """
+    if _NOT_NUMBER_TEXT.search(block) is not None:
+        return None
     try:
         return np.array(tokens, dtype=np.float64)
-    except ValueError as exc:
-        raise OVFError(f"{name}: garbled number in text data ({exc})") from None
+    except ValueError:
+        return None
+
+
+def _check_finite(data: np.ndarray, name: str) -> None:
+    """OVFError naming the count and first index of NaN or infinite values in ``data``."""
+    bad = ~np.isfinite(data)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise OVFError(
+            f"{name}: {int(bad.sum())} value(s) in the data are not finite (NaN or infinity), "
+            f"the first at index {first} of the (nz, ny, nx, valuedim) array"
+        )
 
 
 def _tcl_split(text: str) -> list[str]:
@@ -375,9 +453,14 @@ def _tcl_group(text: str, position: int) -> tuple[str, int]:
 
 def _field_array(data, grid) -> np.ndarray:
     """``data`` as float64 ``(nz, ny, nx, n)``; a scalar field gets n = 1."""
+    # torch: imported on the first write
+    from napari_mmrecon.backend.runtime.arrays import as_numpy
+
     array = as_numpy(data)
     if array.dtype.kind not in "biuf":
         raise ValueError(f"OVF data must be real numbers, got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("OVF data must be finite: read_ovf refuses NaN and infinite values")
     shape = (grid.nz, grid.ny, grid.nx)
     if array.shape == shape:
         array = array[..., None]

@@ -5,62 +5,75 @@ measures (stray-field component, or MFM tip, cantilever and quantity; height and
 thickness, starting values of Ms, A, Ku and D in the units magneticians use with a check box per
 parameter to fit (and the height and an image offset), the bias option, the optimizer and an
 optional starting magnetization (any magnetization layer of this plugin). Run fits in a thread
-worker (``fitting_job.fit`` in a ``runner.JobPanel``): layers ``"<target> simulated"`` and
+worker (``workflows.fit.fit`` in a ``runner.JobPanel``): layers ``"<target> simulated"`` and
 ``"<target> residual"`` appear after the first iteration and are updated in place as the fit
 goes; at the end (or on Cancel, with the best state so far) they carry the fitted values and
 uncertainties in metadata, the relaxed magnetization is added as ``"<target> fitted m"`` layers,
-and the parameter table below the buttons shows value, 1-sigma uncertainty and start ("Copy
-table" puts ``FitResult.table()``, SI and tab-separated, on the clipboard). This module only
-reads fields and converts units.
+and the parameter table of the Result section (scrolled into view) shows value, 1-sigma
+uncertainty and start ("Copy table" puts ``FitResult.table()``, SI and tab-separated, on the
+clipboard). This module only reads fields and converts units.
 
-Python equivalent of one click on a layer ``"Hz top 10 nm"`` of 1 nm pixels::
+Python equivalent of one click on a simulated layer ``"Hz top 10 nm"``, in napari's console::
 
-    from napari_mmrecon import Grid, Material, StrayFieldMeasurement, fitting_job, jobs
-    grid = Grid(nx=64, ny=64, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
-    measurement = StrayFieldMeasurement(height=10e-9, side="top", component="z")
-    result = jobs.run(fitting_job.fit(viewer.layers["Hz top 10 nm"].data, grid, measurement,
-                                      Material(Ms=7e5, A=1.2e-11, Ku=1e6, D=2.5e-3)))
+    from napari_mmrecon import Material, console as mmc
+    from napari_mmrecon.workflows import jobs
+    from napari_mmrecon.workflows.fit import fit
+    image, grid, measurement = mmc.image_from_layer(viewer.layers["Hz top 10 nm"])
+    result = jobs.run(fit(image, grid, measurement, Material(Ms=7e5, A=1.2e-11, Ku=1e6, D=2.5e-3)))
+
+Field labels, units, defaults and tooltips come from ``workflows.options`` (``fields.field_for``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox, Table
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    Label,
+    PushButton,
+    Table,
+)
 from napari.layers import Image
 from napari.viewer import Viewer
-from qtpy.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QStyledItemDelegate
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHeaderView,
+    QStyledItemDelegate,
+)
 
-from .. import layers as layer_data
 from ..backend import Grid, Material, MFMMeasurement, StrayFieldMeasurement
-from ..backend.fit_optimizers import OPTIMIZERS
-from ..backend.fitting import BIAS_OPTIONS, MATERIAL_PARAMETERS
-from ..backend.measurement import plane_distance
-from ..fitting_job import FitOptions, FitSnapshot, fit, fit_record, measurement_from_metadata, \
-    measurement_quantity, start_values, validate
-from ..simulation import check_grid_size
+from ..backend.forward.measurement import plane_distance
+from ..backend.inverse.parameter_fit import MATERIAL_PARAMETERS
+from ..workflows import layer_data
+from ..workflows.fit import (
+    FitOptions,
+    FitSnapshot,
+    fit,
+    fit_record,
+    measurement_from_metadata,
+    measurement_quantity,
+    start_values,
+    validate,
+)
+from ..workflows.options import OPTIONS
+from ..workflows.simulate import check_grid_size
 from .dock import ScrollableDock
-from .fields import parse_number
+from .fields import field_for, parse_number, shown, si, unit_text
 from .layer_io import add_layers
 from .runner import JobPanel, Task
+from .section import Section, compact, reveal
 from .tip_fields import TipFields
 
 TITLE = "Physics relaxation / fit"
-NM = 1e-9
 KINDS = ("stray field", "MFM")
 MFM_QUANTITIES = (("frequency shift (Hz)", "frequency_shift"), ("phase (deg)", "phase"))
-PARAMETER_FIELDS = {"Ms": ("Ms (kA/m)", 1e3, 580.0, 10.0), "A": ("A (pJ/m)", 1e-12, 15.0, 0.5),
-                    "Ku": ("Ku (MJ/m³)", 1e6, 0.8, 0.05), "D": ("D (mJ/m²)", 1e-3, 3.0, 0.1)}
-"""Material parameter -> (field label, SI value of one field unit, default, step)."""
-DISPLAY_UNITS = {"Ms": ("kA/m", 1e3), "A": ("pJ/m", 1e-12), "Ku": ("MJ/m³", 1e6), "D": ("mJ/m²", 1e-3),
-                 "height": ("nm", 1e-9)}
-"""Parameter -> (unit shown in the table, SI value of one unit); the offset is in the image's units."""
+PARAMETERS = ("Ms", "A", "Ku", "D")
+"""The material parameters with a starting value and a "fit" box (options of ``workflows.options``)."""
 TABLE_COLUMNS = ("value", "± 1σ", "unit", "start")
 NO_START = "shaped from the target"
-
-
-def _section(title: str, widgets: list) -> list:
-    """A bold header and a labelled container of ``widgets``."""
-    return [Label(value=f"<b>{title}</b>"), Container(widgets=widgets, labels=True)]
 
 
 class FitWidget(Container):
@@ -79,37 +92,37 @@ class FitWidget(Container):
         self.result = None
         # target
         self.target = ComboBox(choices=self._target_choices, label="target image")
-        self.pixel_nm = FloatSpinBox(value=0.0, min=0.0, max=1e5, step=0.5, label="pixel size if none (nm)",
+        self.pixel_nm = field_for(OPTIONS["pixel_size"], "pixel size if none", value=0.0,
                                      tooltip="for layers without physical scale (0: refuse them)")
         # measurement
         self.kind = ComboBox(choices=KINDS, value="stray field", label="measurement")
-        self.component = ComboBox(choices=("z", "x", "y"), value="z", label="field component")
-        self.height_nm = FloatSpinBox(value=10.0, min=-1e5, max=1e5, step=1.0, label="height / lift (nm)")
-        self.side = ComboBox(choices=("top", "bottom"), value="top", label="side")
-        self.quantity = ComboBox(choices=MFM_QUANTITIES, value="frequency_shift", label="MFM image")
+        self.component = field_for(OPTIONS["component"], "field component")
+        self.height_nm = field_for(OPTIONS["height"], "height / lift", value=OPTIONS["heights"].default[0])
+        self.side = field_for(OPTIONS["side"], "side", choices=("top", "bottom"))
+        self.quantity = field_for(OPTIONS["quantity"], "MFM image", choices=MFM_QUANTITIES)
         self.tip_fields = TipFields()
         self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q = self.tip_fields.widgets
         # film
-        self.nz = SpinBox(value=1, min=1, max=10_000, label="nz (cells)")
-        self.thickness_nm = FloatSpinBox(value=1.0, min=-1e4, max=1e4, step=0.5, label="film thickness (nm)")
+        self.nz = field_for(OPTIONS["nz"], "nz (cells)")
+        self.thickness_nm = field_for(OPTIONS["thickness"], "film thickness")
         self.pbc = CheckBox(value=False, text="periodic in-plane")
         # starting values and what to fit
-        self.values = {key: FloatSpinBox(value=default, min=-1e6, max=1e6, step=step)
-                       for key, (_, _, default, step) in PARAMETER_FIELDS.items()}
-        self.fitted = {key: CheckBox(value=True, text="fit") for key in PARAMETER_FIELDS}
-        self.fitted["height"] = CheckBox(value=False, text="height")
-        self.fitted["offset"] = CheckBox(value=False, text="image offset")
+        self.values = {key: field_for(OPTIONS[key], key) for key in PARAMETERS}
+        fitted = OPTIONS["fit"].default
+        self.fitted = {key: CheckBox(value=key in fitted, text="fit") for key in PARAMETERS}
+        self.fitted["height"] = CheckBox(value="height" in fitted, text="height")
+        self.fitted["offset"] = CheckBox(value="offset" in fitted, text="image offset")
         rows = [Container(widgets=[self.values[key], self.fitted[key]], layout="horizontal", labels=False,
-                          label=label) for key, (label, *_) in PARAMETER_FIELDS.items()]
+                          label=self.values[key].label, tooltip=self.values[key].tooltip) for key in PARAMETERS]
         rows.append(Container(widgets=[self.fitted["height"], self.fitted["offset"]], layout="horizontal",
                               labels=False, label="also fit"))
         # how to fit
-        self.bias = ComboBox(choices=BIAS_OPTIONS, value="target", label="bias field")
-        self.bias_strength = FloatSpinBox(value=0.2, min=-1e3, max=1e3, step=0.05, label="bias strength (× H_K)",
+        self.bias = field_for(OPTIONS["bias"], "bias field")
+        self.bias_strength = field_for(OPTIONS["bias_strength"], "bias strength (× H_K)",
                                           tooltip="in units of the anisotropy field 2 Ku / (μ0 Ms)")
-        self.optimizer = ComboBox(choices=OPTIMIZERS, value="levenberg-marquardt", label="optimizer")
-        self.max_iter = SpinBox(value=100, min=1, max=100_000, label="max iterations")
-        self.relax_tol = LineEdit(value="1e-8", label="relaxation stop (torque)")
+        self.optimizer = field_for(OPTIONS["optimizer"], "optimizer")
+        self.max_iter = field_for(OPTIONS["max_iter"], "max iterations")
+        self.relax_tol = field_for(OPTIONS["relax_tol"], "relaxation stop (torque)")
         self.start = ComboBox(choices=self._start_choices, label="starting m")
         self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Fit")
         # results
@@ -126,19 +139,19 @@ class FitWidget(Container):
 
         super().__init__(
             widgets=[
-                *_section("Target", [self.target, self.pixel_nm]),
-                *_section("Measurement", [self.kind, self.component, self.height_nm, self.side,
-                                          self.quantity, *self.tip_fields.widgets]),
-                *_section("Film", [self.nz, self.thickness_nm, self.pbc]),
-                *_section("Starting values", rows),
-                *_section("Fit", [self.bias, self.bias_strength, self.optimizer, self.max_iter, self.relax_tol,
-                                  self.start]),
+                Section("Target", [self.target, self.pixel_nm]),
+                Section("Measurement", [self.kind, self.component, self.height_nm, self.side, self.quantity,
+                                        *self.tip_fields.widgets]),
+                Section("Film", [self.nz, self.thickness_nm, self.pbc]),
+                Section("Starting values", rows),
+                Section("Fit", [self.bias, self.bias_strength, self.optimizer, self.max_iter, self.relax_tol,
+                                self.start]),
                 self.panel,
-                Label(value="<b>Result</b>"), self.table, self.summary, self.copy_button,
+                Section("Result", [self.table, self.summary, self.copy_button], labels=False),
             ],
             labels=False,
         )
-        self.native.layout().addStretch()
+        compact(self)
         for widget in (self.kind, self.tip, self.bias):
             widget.changed.connect(self._update_visibility)
         self.target.changed.connect(self._fill_from_target)
@@ -170,7 +183,7 @@ class FitWidget(Container):
     def _fill_film(self, grid: dict) -> None:
         if all(isinstance(grid.get(key), (int, float)) for key in ("nz", "dz")):
             self.nz.value = int(grid["nz"])
-            self.thickness_nm.value = grid["nz"] * grid["dz"] / NM
+            self.thickness_nm.value = shown(OPTIONS["thickness"], grid["nz"] * grid["dz"])
             self.pbc.value = bool(grid.get("pbc", False))
 
     def _fill_from_target(self) -> None:
@@ -183,7 +196,7 @@ class FitWidget(Container):
         measurement = measurement_from_metadata(meta)
         if measurement is None:
             return
-        self.height_nm.value = plane_distance(measurement) / NM
+        self.height_nm.value = shown(OPTIONS["height"], plane_distance(measurement))
         self.side.value = measurement.side
         if isinstance(measurement, StrayFieldMeasurement):
             self.kind.value, self.component.value = "stray field", measurement.component
@@ -199,7 +212,7 @@ class FitWidget(Container):
     # ------------------------------------------------------------------ reading the fields
 
     def _measurement(self):
-        height, side = self.height_nm.value * NM, self.side.value
+        height, side = si(OPTIONS["height"], self.height_nm.value), self.side.value
         if self.kind.value == "stray field":
             return StrayFieldMeasurement(height=height, side=side, component=self.component.value)
         tip, cantilever = self.tip_fields.read()
@@ -207,13 +220,13 @@ class FitWidget(Container):
                               quantity=self.quantity.value)
 
     def _material(self) -> Material:
-        return Material(**{key: self.values[key].value * PARAMETER_FIELDS[key][1] for key in PARAMETER_FIELDS})
+        return Material(**{key: si(OPTIONS[key], self.values[key].value) for key in PARAMETERS})
 
     def _options(self) -> FitOptions:
         return FitOptions(fit=tuple(key for key, box in self.fitted.items() if box.value), bias=self.bias.value,
                           bias_strength=self.bias_strength.value, optimizer=self.optimizer.value,
                           max_iter=self.max_iter.value,
-                          relax_tol=parse_number(self.relax_tol.value, "relaxation stop (torque)"))
+                          relax_tol=parse_number(self.relax_tol.value, self.relax_tol.label))
 
     def _target(self):
         """``(layer, image (ny, nx), grid)`` of the chosen target."""
@@ -221,8 +234,8 @@ class FitWidget(Container):
         if layer is None:
             raise ValueError("no target image: open a stray-field or MFM image (a TIFF, File > Open Sample)")
         image = np.asarray(layer.data, dtype=float)
-        dy, dx = layer_data.pixel_size(layer, self.pixel_nm.value * NM or None)
-        thickness = self.thickness_nm.value * NM
+        dy, dx = layer_data.pixel_size(layer, si(OPTIONS["pixel_size"], self.pixel_nm.value) or None)
+        thickness = si(OPTIONS["thickness"], self.thickness_nm.value)
         if not thickness > 0:
             raise ValueError(f"film thickness must be > 0 nm, got {self.thickness_nm.value:g} nm")
         grid = Grid(nx=image.shape[1], ny=image.shape[0], nz=self.nz.value, dx=dx, dy=dy,
@@ -282,14 +295,16 @@ class FitWidget(Container):
         rows = []
         starts = start_values(result.names, init, measurement)
         for name in result.names:
-            unit, scale = DISPLAY_UNITS.get(name, (result.measurement.units, 1.0))
-            rows.append([f"{result.values[name] / scale:.5g}", f"{result.uncertainty[name] / scale:.2g}", unit,
-                         f"{starts[name] / scale:.4g}"])
+            option = OPTIONS.get(name)  # all but the offset, which is in the image's units
+            unit, scale = (unit_text(option), option.display_scale) if option else (result.measurement.units, 1.0)
+            rows.append([f"{result.values[name] * scale:.5g}", f"{result.uncertainty[name] * scale:.2g}", unit,
+                         f"{starts[name] * scale:.4g}"])
         self.table.value = {"data": rows, "index": list(result.names), "columns": TABLE_COLUMNS}
         self.summary.value = (f"{result.message}; misfit {result.misfit:.2e} after {result.iterations} "
                               f"iterations, noise σ {result.noise_sigma:.2g} {result.measurement.units}")
         self.result = result
         self.copy_button.enabled = True
+        reveal(self.table)
 
     def copy_table(self) -> None:
         """Put the last result's ``FitResult.table()`` (SI, tab-separated) on the clipboard."""
@@ -301,4 +316,5 @@ class FitDock(ScrollableDock):
     """The npe2 widget: a ``FitWidget`` (``.form``) in a scroll area."""
 
     def __init__(self, napari_viewer: Viewer):
-        super().__init__(FitWidget(napari_viewer))
+        form = FitWidget(napari_viewer)
+        super().__init__(form, footer=form.panel)

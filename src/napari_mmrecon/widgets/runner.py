@@ -23,7 +23,7 @@ Contract
     ``Task``. A ``ValueError`` it raises (bad input) becomes an error notification
     ``"<title>: <message>"`` and nothing runs; so does any other exception.
 ``Task.work(cancel)``
-    A job in the protocol of ``napari_mmrecon.jobs``: a generator function taking a
+    A job in the protocol of ``napari_mmrecon.workflows.jobs``: a generator function taking a
     ``threading.Event``, run in a napari thread worker (``napari.qt.threading.thread_worker``).
     It yields ``jobs.Progress(value, maximum, text)`` (shown in the bar and the status line;
     ``maximum == 0`` shows a busy bar) and ``jobs.Partial(payload)``, and returns its result.
@@ -62,10 +62,12 @@ from typing import Any, Callable
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_warning
+from qtpy.QtWidgets import QSizePolicy
 
-from ..jobs import Job, Partial, Progress
+from ..workflows.jobs import Job, Partial, Progress
 
 logger = logging.getLogger(__name__)
+PANEL_MARGINS = (4, 4, 4, 4)
 
 
 @dataclass
@@ -113,7 +115,8 @@ def describe_error(exc: BaseException) -> str:
 
 
 class JobPanel(Container):
-    """Run and Cancel buttons, a progress bar and a status line (see the module docstring).
+    """Run and Cancel buttons and a progress bar in one row, a status line below (see the module
+    docstring). The status line never widens its dock; its tooltip holds the whole text.
 
     Parameters
     ----------
@@ -132,8 +135,13 @@ class JobPanel(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="progress")
         self.status = Label(value="ready")
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
-        super().__init__(widgets=[buttons, self.progress, self.status], labels=False)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.changed.connect(self._show_status_tip)
+        row = Container(widgets=[self.run_button, self.cancel_button, self.progress], layout="horizontal",
+                        labels=False)
+        row.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[row, self.status], labels=False)
+        self.margins = PANEL_MARGINS
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.worker = None
@@ -233,6 +241,10 @@ class JobPanel(Container):
             logger.error("%s failed: %s", self.title, message, exc_info=exc)
         self.status.value = f"failed: {message}"
         show_error(f"{self.title}: {message}")
+
+    def _show_status_tip(self, text: str) -> None:
+        """The whole status line as a tooltip: a narrow dock cuts it."""
+        self.status.tooltip = text
 
     def _show_progress(self, progress: Progress) -> None:
         self.progress.max = max(int(progress.maximum), 0)

@@ -4,51 +4,66 @@ Takes a magnetization (a magnetization layer of this plugin, any Image layer rea
 an OVF file, or a texture preset on a grid), material parameters in the units magneticians use,
 optionally relaxes it, and adds one Image layer per output, side and height (``"Hz top 20 nm"``,
 ``"MFM df top 20 nm"``) with ``scale`` / ``translate`` in nm and every parameter in metadata
-(schema in ``napari_mmrecon.layers``). A relaxed state is added as magnetization layers
-(``"<source> relaxed"``) as soon as the relaxation ends. The work is ``simulation.simulate``,
+(schema in ``napari_mmrecon.workflows.layer_data``). A relaxed state is added as magnetization layers
+(``"<source> relaxed"``) as soon as the relaxation ends. The work is ``workflows.simulate.simulate``,
 run by a ``runner.JobPanel``; this module only reads fields and converts units.
 
-Python equivalent of one click on a magnetization layer ``"m"``::
+The source starts on the newest magnetization layer when the viewer has one, and follows the
+magnetization layers that appear (an opened OVF file, a sample, another widget's result) until
+the user picks a source or a layer, or runs a simulation.
 
-    from napari_mmrecon import Material, jobs, layers, simulation
-    m, grid, known = layers.read_magnetization(viewer.layers["m"])
-    probe = simulation.Probe(heights=(10e-9, 20e-9), outputs=("Hz", "frequency_shift"))
-    result = jobs.run(simulation.simulate(m, grid, Material(**known), probe))
-    add_layers(viewer, layers.simulation_layers(result))   # widgets.layer_io.add_layers
+Python equivalent of one click on a magnetization layer ``"m"``, in napari's console::
+
+    from napari_mmrecon import console as mmc
+    from napari_mmrecon.workflows import jobs, layer_data, simulate
+    m, grid, material = mmc.from_layer(viewer.layers["m"])
+    probe = simulate.Probe(heights=(10e-9, 20e-9), outputs=("Hz", "frequency_shift"))
+    result = jobs.run(simulate.simulate(m, grid, material, probe))
+    add_layers(viewer, layer_data.simulation_layers(result))   # widgets.layer_io.add_layers
+
+Field labels, units, defaults and tooltips come from ``workflows.options`` (``fields.field_for``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    SpinBox,
+)
 from napari.layers import Image
 from napari.viewer import Viewer
 
-from .. import layers as layer_data
-from ..backend import MU0, Grid, Material
+from ..backend import Grid, Material
 from ..io import read_ovf
-from ..jobs import Progress
-from ..simulation import TEXTURES, Probe, Relaxation, Relaxed, check_grid_size, simulate, texture
+from ..workflows import layer_data
+from ..workflows.jobs import Progress
+from ..workflows.options import OPTIONS
+from ..workflows.simulate import (
+    Probe,
+    Relaxation,
+    Relaxed,
+    check_grid_size,
+    simulate,
+    texture,
+)
 from .dock import ScrollableDock
-from .fields import parse_number, parse_numbers
+from .fields import field_for, parse_number, parse_numbers, shown, si
 from .layer_io import add_layers
 from .runner import JobPanel, Task
+from .section import Section, compact
 from .tip_fields import TipFields
 
 TITLE = "Stray field / MFM simulator"
 SOURCES = ("layer", "OVF file", "texture")
 SIDE_CHOICES = {"top": ("top",), "bottom": ("bottom",), "both": ("top", "bottom")}
-MATERIAL_FIELDS = {"Ms": ("Ms (kA/m)", 1e3), "A": ("A (pJ/m)", 1e-12), "Ku": ("Ku (MJ/m³)", 1e6),
-                   "D": ("D (mJ/m²)", 1e-3), "alpha": ("damping α", 1.0)}
-"""Material parameter -> (field label, SI value of one field unit)."""
+MATERIAL_FIELDS = {"Ms": "Ms", "A": "A", "Ku": "Ku", "D": "D", "alpha": "damping α"}
+"""Material parameter (an option of ``workflows.options``) -> field label."""
 OUTPUT_FIELDS = {"Hx": "Hx", "Hy": "Hy", "Hz": "Hz", "|H|": "|H|", "frequency_shift": "MFM Δf", "phase": "MFM phase"}
-NM = 1e-9
-
-
-def _section(title: str, widgets: list) -> list:
-    """A bold header and a labelled container of ``widgets``."""
-    return [Label(value=f"<b>{title}</b>"), Container(widgets=widgets, labels=True)]
 
 
 class SimulatorWidget(Container):
@@ -64,36 +79,32 @@ class SimulatorWidget(Container):
         # magnetization source
         self.source = ComboBox(choices=SOURCES, value="texture", label="from")
         self.layer = ComboBox(choices=self._layer_choices, label="layer")
-        self.pixel_nm = FloatSpinBox(value=0.0, min=0.0, max=1e5, step=0.5,
-                                     label="pixel size if none (nm)",
-                                     tooltip="for layers without physical scale (0: refuse them)")
+        self.pixel_nm = field_for(OPTIONS["pixel_size"], "pixel size if none", value=0.0,
+                                  tooltip="for layers without physical scale (0: refuse them)")
         self.ovf_path = FileEdit(mode="r", filter="*.ovf *.omf", label="OVF file")
-        self.texture = ComboBox(choices=TEXTURES, value="skyrmion", label="texture")
-        self.radius_nm = FloatSpinBox(value=10.0, min=-1e4, max=1e4, label="skyrmion radius (nm)")
-        self.spacing_nm = FloatSpinBox(value=40.0, min=-1e4, max=1e4, label="spacing / period (nm)")
-        self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="random seed")
+        self.texture = field_for(OPTIONS["texture"], "texture")
+        self.radius_nm = field_for(OPTIONS["radius"], "skyrmion radius")
+        self.spacing_nm = field_for(OPTIONS["spacing"], "spacing / period")
+        self.seed = field_for(OPTIONS["seed"], "random seed")
         # grid of a texture, thickness also of m_z image layers
-        self.nx = SpinBox(value=64, min=1, max=1_000_000, label="nx (cells)")
-        self.ny = SpinBox(value=64, min=1, max=1_000_000, label="ny (cells)")
-        self.nz = SpinBox(value=1, min=1, max=10_000, label="nz (cells)")
-        self.cell_nm = FloatSpinBox(value=1.0, min=-1e4, max=1e4, step=0.5, label="cell dx = dy (nm)")
-        self.thickness_nm = FloatSpinBox(value=1.0, min=-1e4, max=1e4, step=0.5, label="film thickness (nm)")
+        self.nx = field_for(OPTIONS["n"], "nx (cells)")
+        self.ny = field_for(OPTIONS["n"], "ny (cells)")
+        self.nz = field_for(OPTIONS["nz"], "nz (cells)")
+        self.cell_nm = field_for(OPTIONS["cell"], "cell dx = dy")
+        self.thickness_nm = field_for(OPTIONS["thickness"], "film thickness")
         self.pbc = CheckBox(value=False, text="periodic in-plane")
         # material
-        self.material = {key: FloatSpinBox(value=value, min=-1e6, max=1e6, step=step, label=label)
-                         for (key, (label, _)), value, step in zip(MATERIAL_FIELDS.items(),
-                                                                   (580.0, 15.0, 0.8, 3.0, 0.5),
-                                                                   (10.0, 0.5, 0.05, 0.1, 0.05))}
+        self.material = {key: field_for(OPTIONS[key], label) for key, label in MATERIAL_FIELDS.items()}
         # relaxation
-        self.relax = CheckBox(value=True, text="relax first")
-        self.field_mT = FloatSpinBox(value=0.0, min=-1e5, max=1e5, label="external μ0Hz (mT)")
-        self.tol = LineEdit(value="1e-4", label="stop at max torque")
+        self.relax = field_for(OPTIONS["relax"], "relax first", value=True)
+        self.field_mT = field_for(OPTIONS["field"], "external μ0Hz")
+        self.tol = field_for(OPTIONS["tol"], "stop at max torque")
         self.max_iter = SpinBox(value=20000, min=1, max=10_000_000, label="max iterations")
         # measurement
-        self.heights = LineEdit(value="10, 20", label="heights (nm)")
-        self.side = ComboBox(choices=tuple(SIDE_CHOICES), value="top", label="side")
-        self.outputs = {key: CheckBox(value=key in ("Hz", "frequency_shift"), text=text)
-                        for key, text in OUTPUT_FIELDS.items()}
+        self.heights = field_for(OPTIONS["heights"], "heights")
+        self.side = field_for(OPTIONS["side"], "side")
+        self.outputs = {key: CheckBox(value=key in OPTIONS["outputs"].default, text=text,
+                                      tooltip=OPTIONS["outputs"].help) for key, text in OUTPUT_FIELDS.items()}
         # tip and cantilever
         self.tip_fields = TipFields()
         self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q = self.tip_fields.widgets
@@ -101,24 +112,23 @@ class SimulatorWidget(Container):
 
         boxes = list(self.outputs.values())
         outputs = Container(widgets=[Container(widgets=boxes[i:i + 3], layout="horizontal", labels=False)
-                                     for i in (0, 3)], labels=False)
-        self._grid_section = _section("Grid of the texture", [self.nx, self.ny, self.nz, self.cell_nm, self.pbc])
-        self._tip_section = _section("Tip and cantilever", self.tip_fields.widgets)
+                                     for i in (0, 3)], labels=False, label="outputs")
+        self._grid_section = Section("Grid of the texture", [self.nx, self.ny, self.nz, self.cell_nm, self.pbc])
+        self._tip_section = Section("Tip and cantilever", self.tip_fields.widgets)
         super().__init__(
             widgets=[
-                *_section("Magnetization", [self.source, self.layer, self.pixel_nm, self.ovf_path, self.texture,
-                                            self.radius_nm, self.spacing_nm, self.seed,
-                                            self.thickness_nm]),
-                *self._grid_section,
-                *_section("Material", list(self.material.values())),
-                *_section("Relaxation", [self.relax, self.field_mT, self.tol, self.max_iter]),
-                *_section("Measurement", [self.heights, self.side, outputs]),
-                *self._tip_section,
+                Section("Magnetization", [self.source, self.layer, self.pixel_nm, self.ovf_path, self.texture,
+                                          self.radius_nm, self.spacing_nm, self.seed, self.thickness_nm]),
+                self._grid_section,
+                Section("Material", list(self.material.values())),
+                Section("Relaxation", [self.relax, self.field_mT, self.tol, self.max_iter]),
+                Section("Measurement", [self.heights, self.side, outputs]),
+                self._tip_section,
                 self.panel,
             ],
             labels=False,
         )
-        self.native.layout().addStretch()
+        compact(self)
         self.source.changed.connect(self._update_visibility)
         self.source.changed.connect(self._fill_material_from_layer)
         self.texture.changed.connect(self._update_visibility)
@@ -127,8 +137,14 @@ class SimulatorWidget(Container):
         for key in ("frequency_shift", "phase"):
             self.outputs[key].changed.connect(self._update_visibility)
         self.layer.changed.connect(self._fill_material_from_layer)
+        self.layer.changed.connect(self._update_visibility)
         self.ovf_path.changed.connect(self._fill_material_from_file)
         self._update_visibility()
+        self._source_picked = self._following = False
+        self.source.changed.connect(self._note_source_pick)
+        self.layer.native.activated.connect(self._note_source_pick)  # a layer chosen by hand, not by a refresh
+        napari_viewer.layers.events.inserted.connect(self._follow_magnetization)
+        self._follow_magnetization()
 
     # ------------------------------------------------------------------ choices and visibility
 
@@ -139,29 +155,53 @@ class SimulatorWidget(Container):
                   if isinstance(layer, Image) and not layer.rgb and layer not in magnetization]
         return [(layer.name, layer) for layer in magnetization + images]
 
+    def _newest_magnetization(self):
+        """The magnetization layer highest in the layer list (its mz Image rather than its arrows), or None."""
+        layers = [layer for layer in self.viewer.layers if layer_data.is_magnetization_layer(layer)]
+        images = [layer for layer in layers if isinstance(layer, Image)]
+        return (images or layers or [None])[-1]
+
+    def _follow_magnetization(self, event=None) -> None:
+        """Make the newest magnetization layer the source, until the user picks a source or runs."""
+        if self._source_picked or (event is not None and not layer_data.is_magnetization_layer(event.value)):
+            return
+        layer = self._newest_magnetization()
+        if layer is None:
+            return
+        self.layer.reset_choices()  # napari may refresh the choices only after this handler
+        self._following = True
+        try:
+            self.source.value, self.layer.value = "layer", layer
+        finally:
+            self._following = False
+
+    def _note_source_pick(self, *_) -> None:
+        if not self._following:
+            self._source_picked = True
+
     def _update_visibility(self) -> None:
         source, preset = self.source.value, self.texture.value
-        self.layer.visible = self.pixel_nm.visible = source == "layer"
+        mz_map = source == "layer" and not layer_data.is_magnetization_layer(self.layer.value)
+        self.layer.visible = source == "layer"
+        self.pixel_nm.visible = mz_map
         self.ovf_path.visible = source == "OVF file"
         self.texture.visible = source == "texture"
         self.radius_nm.visible = source == "texture" and "skyrmion" in preset
         self.spacing_nm.visible = source == "texture" and preset in ("skyrmion_lattice", "stripes", "labyrinth")
         self.seed.visible = source == "texture" and preset in ("labyrinth", "random")
-        self.thickness_nm.visible = source in ("layer", "texture")
-        for widget in self._grid_section:
-            widget.visible = source == "texture"
+        self.thickness_nm.visible = mz_map or source == "texture"
+        self._grid_section.visible = source == "texture"
         mfm = self.outputs["frequency_shift"].value or self.outputs["phase"].value
-        for widget in self._tip_section:
-            widget.visible = mfm
+        self._tip_section.visible = mfm
         self.tip_fields.set_visible(mfm)
         for widget in (self.field_mT, self.tol, self.max_iter):
             widget.visible = self.relax.value
 
     def _set_material_fields(self, known: dict) -> None:
-        for key, (_, unit) in MATERIAL_FIELDS.items():
+        for key in MATERIAL_FIELDS:
             value = known.get(key)
             if isinstance(value, (int, float)):
-                self.material[key].value = value / unit
+                self.material[key].value = shown(OPTIONS[key], value)
 
     def _fill_material_from_layer(self) -> None:
         layer = self.layer.value
@@ -188,11 +228,11 @@ class SimulatorWidget(Container):
         return m, grid, material
 
     def _material(self) -> Material:
-        values = {key: self.material[key].value * unit for key, (_, unit) in MATERIAL_FIELDS.items()}
+        values = {key: si(OPTIONS[key], self.material[key].value) for key in MATERIAL_FIELDS}
         return Material(**values)
 
     def _texture_grid(self) -> Grid:
-        cell, thickness = self.cell_nm.value * NM, self.thickness_nm.value * NM
+        cell, thickness = si(OPTIONS["cell"], self.cell_nm.value), si(OPTIONS["thickness"], self.thickness_nm.value)
         if cell <= 0 or thickness <= 0:
             raise ValueError(f"cell size and film thickness must be > 0 nm, got {self.cell_nm.value:g} nm and "
                              f"{self.thickness_nm.value:g} nm")
@@ -201,20 +241,20 @@ class SimulatorWidget(Container):
         return check_grid_size(grid)
 
     def _probe(self) -> Probe:
-        heights = parse_numbers(self.heights.value, "heights (nm)")
+        heights = parse_numbers(self.heights.value, self.heights.label)
         outputs = tuple(key for key, box in self.outputs.items() if box.value)
         if not outputs:
             raise ValueError("choose at least one output (Hx, Hy, Hz, |H|, MFM Δf, MFM phase)")
         tip, cantilever = self.tip_fields.read()
-        return Probe(heights=tuple(h * NM for h in heights), sides=SIDE_CHOICES[self.side.value], outputs=outputs,
-                     tip=tip, cantilever=cantilever)
+        return Probe(heights=tuple(si(OPTIONS["heights"], h) for h in heights), sides=SIDE_CHOICES[self.side.value],
+                     outputs=outputs, tip=tip, cantilever=cantilever)
 
     def _relaxation(self) -> Relaxation | None:
         if not self.relax.value:
             return None
-        tol = parse_number(self.tol.value, "stop at max torque")
+        tol = parse_number(self.tol.value, self.tol.label)
         return Relaxation(tol=tol, max_iter=self.max_iter.value,
-                          external_field=(0.0, 0.0, self.field_mT.value * 1e-3 / MU0))
+                          external_field=(0.0, 0.0, si(OPTIONS["field"], self.field_mT.value)))
 
     def _source(self):
         """``(load, grid, name, source)``: ``load()`` returns m ``(nz, ny, nx, 3)`` (run in the worker
@@ -227,8 +267,8 @@ class SimulatorWidget(Container):
             if layer_data.is_magnetization_layer(layer):
                 m, grid, _ = layer_data.read_magnetization(layer)
             else:
-                m, grid = layer_data.image_as_magnetization(layer, self.thickness_nm.value * NM,
-                                                            self.pixel_nm.value * NM or None)
+                m, grid = layer_data.image_as_magnetization(layer, si(OPTIONS["thickness"], self.thickness_nm.value),
+                                                            si(OPTIONS["pixel_size"], self.pixel_nm.value) or None)
             name = layer.name[: -len(" arrows")] if layer.name.endswith(" arrows") else layer.name
             return (lambda: m), check_grid_size(grid), name, f"layer {layer.name!r}"
         if self.source.value == "OVF file":
@@ -239,10 +279,12 @@ class SimulatorWidget(Container):
             return (lambda: m), check_grid_size(grid), path.stem, str(path)
         grid = self._texture_grid()
         preset = self.texture.value
-        options = dict(radius=self.radius_nm.value * NM, spacing=self.spacing_nm.value * NM, seed=self.seed.value)
+        options = dict(radius=si(OPTIONS["radius"], self.radius_nm.value),
+                       spacing=si(OPTIONS["spacing"], self.spacing_nm.value), seed=self.seed.value)
         return (lambda: texture(preset, grid, **options)), grid, preset, f"texture {preset}"
 
     def _prepare(self) -> Task:
+        self._source_picked = True  # the layers this run adds do not change the source
         load, grid, name, source = self._source()
         material, probe, relaxation = self._material(), self._probe(), self._relaxation()
         is_layer = self.source.value == "layer"
@@ -269,4 +311,5 @@ class SimulatorDock(ScrollableDock):
     """The npe2 widget: a ``SimulatorWidget`` (``.form``) in a scroll area."""
 
     def __init__(self, napari_viewer: Viewer):
-        super().__init__(SimulatorWidget(napari_viewer))
+        form = SimulatorWidget(napari_viewer)
+        super().__init__(form, footer=form.panel)

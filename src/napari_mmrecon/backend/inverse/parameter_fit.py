@@ -1,0 +1,793 @@
+"""Material parameters (Ms, A, Ku, D; optionally the height and an image offset) from one image.
+
+``fit_parameters`` minimizes the normalized misfit ``L = mean((S(m*(p), p) - target)^2) / mean(target^2)``
+where ``m*(p)`` is the micromagnetic equilibrium at the trial parameters ``p`` (relaxed from the
+best state so far, to a tight torque: ``equilibrium``, with implicit gradients) and ``S`` the
+measurement's forward operator. The parameters, their bounds and the objective are the inverse
+core over named parameters (``parameter_set``, ``fit_objective``, ``fit_state``,
+``fit_optimizers``); this module decides what is fitted, in which stages, and what the result says.
+
+The final problem, whose stationary point a converged fit reaches, is the film **without bias
+field**, with each skyrmion **held where the image has it** (``pinning``): its centre is a fitted
+parameter and a pinning energy acts on its position only, not on its size or profile. Skyrmion
+positions are soft modes: in an ideal film they are set by exponentially weak interactions, in a
+measured one by defects. Left free, they make the misfit depend on how far each relaxation
+followed them, and the fit walks along the nearly flat A-Ku-D direction (on the bundled lattice
+image: A 16 % off from a start 30 % off, and 58 % off from a start 2 % off). Held, the pinned
+equilibrium of the true material reproduces a true equilibrium exactly (no force where the
+skyrmion already sits symmetric about its centre).
+
+Stages (a schedule, ``Stage``): where the start does not hold its configuration without help
+(skyrmions collapse or run out at parameters 20-30 % off), a bias field shaped from the image
+holds it; the bias is lowered stage by stage (``BIAS_SCHEDULE``, a few Levenberg-Marquardt steps
+each) and the final stage has none. The start itself, relaxed without bias, is a candidate
+result: a fit never returns anything worse, and a fit started at a stationary point stays there.
+
+Convergence is a test of the point reached (``fit_optimizers.stationarity``), and the misfit is
+compared with the noise estimated from the image alone (``image_noise``). Uncertainties come from
+the Gauss-Newton (Laplace) approximation ``Cov = sigma^2 (J^T J)^-1`` with ``sigma`` estimated from
+the residual and the centres marginalized; where the fit stopped short of a stationary point the
+remaining Gauss-Newton step is added in quadrature, so they say how little is known.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from skimage.restoration import estimate_sigma
+
+from ..physics.analysis import topological_charge
+from .bias import bias_from_shape, bias_shape, perpendicular_estimate, texture_from_estimate
+from ..solvers.equilibrium import EquilibriumSettings
+from .objective import MATERIAL_PARAMETERS, Evaluation, FitCancelled, Objective
+from .optimizers import (GRADIENT_TOL, OPTIMIZERS, FitProgress, StageOutcome, StageRule, gradient_descent,
+                             levenberg_marquardt, stationarity)
+from .fit_state import FitState
+from ..physics.grid import Grid, Material
+from ..forward.measurement import check_measurement, measurement_from_dict, plane_distance, with_plane_distance
+from ..runtime.records import SCHEMA_VERSION, from_record
+from .parameter_set import Parameter, ParameterSet
+from .pinning import SkyrmionPinning, find_skyrmions
+
+FITTABLE = MATERIAL_PARAMETERS + ("height", "offset")
+PHYSICAL_RANGES = {
+    "Ms": (1e3, 1e7, "A/m"),
+    "A": (1e-14, 1e-9, "J/m"),
+    "Ku": (0.0, 1e8, "J/m^3"),
+    "D": (-0.1, 0.1, "J/m^2"),
+    "height": (1e-10, 1e-5, "m"),
+}
+"""Accepted ranges ``(low, high, unit)``: far beyond any known magnetic film, to catch unit slips."""
+BIAS_OPTIONS = ("none", "target", "optimize")
+DEFAULT_BIAS = "target"
+DEFAULT_BIAS_STRENGTH = 0.2
+BIAS_SCHEDULE = (1.0, 0.25, 0.0625)
+"""Scales of a fixed bias in the successive biased stages (before the unbiased one)."""
+BIASED_STAGE_ITERATIONS = 1
+BIASED_LOSS_TOL = 1e-2
+"""A biased stage only prepares the next one: it ends after this many iterations, or once an
+iteration lowers the loss by less than ``BIASED_LOSS_TOL`` (relative), or at a stationary point."""
+MAX_BIAS_INSERTIONS = 6
+MAX_START_BIAS_SCALE = 4.0
+"""Where the start loses its configuration under the image-shaped bias (a skyrmion collapses, appears
+or runs out into a stripe at parameters far from the truth), the first stage is retried at twice
+the bias (fixed, or the optimized map's start), up to this many times ``bias_strength``."""
+MAX_RELATIVE_STEP = 0.2
+"""The largest relative change of a parameter in one outer iteration (a trust region: a first
+Levenberg-Marquardt step from 30 % off once took A to 3.5 times its value, where every relaxation
+ran to its iteration cap); skyrmion centres move by at most a cell."""
+MAX_RELAX_ITERATIONS = 5000
+"""An inner relaxation that has not converged after this many Barzilai-Borwein iterations (a
+texture at an instability) does not count as an equilibrium."""
+MIN_START_CORRELATION = 0.7
+PIN_STIFFNESS = 16.0
+"""Stiffness of the skyrmion pinning in units of ``2 A t`` (J, ``t`` the film thickness) per cell^2
+of displacement: on the bundled lattice the pinned equilibrium of the true state then reproduces
+its image to a misfit of 3e-11 (1e-9 at a stiffness of 1), and Newton relaxations take 2-3 steps."""
+NOISE_FACTOR = 2.0
+NOISE_FLOOR = 1e-4
+"""A fit explains the image when the residual's RMS is at most ``NOISE_FACTOR`` times the noise
+estimated from the image alone (``image_noise``), or below ``NOISE_FLOOR`` of the image's
+standard deviation (a noise-free synthetic image has no noise to compare with)."""
+__all__ = ["FitCancelled", "FitProgress", "FitResult", "check_physical", "check_target", "fit_parameters"]
+
+
+@dataclass
+class FitResult:
+    """Outcome of ``fit_parameters``.
+
+    Attributes
+    ----------
+    material : Material
+        Fitted material (unfitted parameters as given).
+    values, uncertainty : dict name -> float
+        Fitted values and 1-sigma uncertainties in SI units (``height`` in m, ``offset`` in the
+        image's units). At a stationary point the Gauss-Newton uncertainties; short of one, the
+        remaining Gauss-Newton step is added in quadrature; NaN after a cancel (not computed).
+    correlation : ndarray (n, n)
+        Parameter correlation matrix, in the order of ``names``.
+    m : ndarray (nz, ny, nx, 3)
+        The relaxed magnetization at the fitted parameters (no bias; skyrmions held at
+        ``centers``).
+    simulated, residual : ndarray (ny, nx)
+        Simulated image and ``simulated - target``.
+    loss_history : list of float
+        Best normalized misfit after each outer iteration (all stages).
+    noise_sigma : float
+        Noise level estimated from the residual (image units).
+    image_noise : float
+        Noise level estimated from the target image alone (wavelet median absolute deviation,
+        image units); the misfit is judged against it.
+    bias_field : ndarray (nz, ny, nx, 3) or None
+        The full-strength bias field (A/m) of the first stage.
+    bias_shift : dict name -> float
+        Relative change of each fitted value from the full-strength biased stage to the result.
+    centers : ndarray (N, 2)
+        Centres ``(x, y)`` (m) where the result holds its skyrmions (empty: none held).
+    measurement : the measurement at the fitted height.
+    converged, cancelled : bool
+        ``converged``: a stationary point of the final problem was reached and the misfit is
+        consistent with the image's noise.
+    stationarity : float
+        The fraction of the residual's norm that a Gauss-Newton step would still explain (0 at a
+        least-squares optimum; NaN if not computed).
+    misfit : float
+        The result's normalized misfit ``mean(residual^2) / mean(target^2)``.
+    message : str
+        How the fit ended, in words.
+    iterations : int
+        Outer iterations over all stages.
+    timings : dict
+        Seconds spent in ``relax``, ``adjoint`` (implicit-gradient and tangent solves),
+        ``uncertainty``, ``outer`` (the rest) and ``total``, and work counts.
+    """
+
+    material: Material
+    values: dict
+    uncertainty: dict
+    correlation: np.ndarray
+    names: tuple
+    m: np.ndarray
+    simulated: np.ndarray
+    residual: np.ndarray
+    loss_history: list
+    noise_sigma: float
+    bias_field: np.ndarray | None
+    bias_shift: dict
+    measurement: object
+    converged: bool
+    cancelled: bool
+    iterations: int
+    timings: dict = field(default_factory=dict)
+    message: str = ""
+    image_noise: float = math.nan
+    stationarity: float = math.nan
+    centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    misfit: float = math.nan
+
+    def table(self) -> str:
+        """Tab-separated table ``name value uncertainty unit`` (copyable into a spreadsheet)."""
+        units = {name: spec[2] for name, spec in PHYSICAL_RANGES.items()}
+        units["offset"] = self.measurement.units
+        lines = ["parameter\tvalue\tuncertainty (1 sigma)\tunit"]
+        for name in self.names:
+            lines.append(f"{name}\t{self.values[name]:.6g}\t{self.uncertainty[name]:.3g}\t{units[name]}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Record (``records`` schema) of the result without its arrays (``m``, ``simulated``, ``residual``,
+        ``bias_field`` go to OVF / TIFF files): ``names``, ``values`` and ``uncertainty`` (1 sigma) in
+        SI with their ``units``, ``correlation``, ``misfit``, ``stationarity``, ``image_noise``,
+        ``noise_sigma``, ``centers`` (m), ``loss_history``, ``bias_shift``, how it ended
+        (``converged``, ``cancelled``, ``message``, ``iterations``), ``timings``, and the
+        ``material`` and ``measurement`` records."""
+        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units}
+        return {
+            "names": list(self.names), "values": {k: float(v) for k, v in self.values.items()},
+            "uncertainty": {k: float(v) for k, v in self.uncertainty.items()},
+            "units": {name: units[name] for name in self.names},
+            "correlation": np.asarray(self.correlation, dtype=float).tolist(), "misfit": float(self.misfit),
+            "stationarity": float(self.stationarity), "image_noise": float(self.image_noise),
+            "noise_sigma": float(self.noise_sigma), "centers": np.asarray(self.centers, dtype=float).tolist(),
+            "loss_history": [float(v) for v in self.loss_history],
+            "bias_shift": {k: float(v) for k, v in self.bias_shift.items()}, "converged": bool(self.converged),
+            "cancelled": bool(self.cancelled), "message": self.message, "iterations": int(self.iterations),
+            "timings": {k: float(v) for k, v in self.timings.items()}, "material": self.material.to_dict(),
+            "measurement": self.measurement.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values, schema: int = SCHEMA_VERSION, m=None, simulated=None, residual=None,
+                  bias_field=None) -> "FitResult":
+        """The result of a ``to_dict`` record of version ``schema``, with its arrays given separately
+        (e.g. read from the fit's OVF and TIFF files; empty arrays where not given)."""
+        record = from_record("FitResult", values, ("names", "values", "material", "measurement"), schema)
+        empty = np.zeros((0, 0))
+        return cls(material=Material.from_dict(record["material"], schema), values=dict(record["values"]),
+                   uncertainty=dict(record.get("uncertainty", {})),
+                   correlation=np.asarray(record.get("correlation", []), dtype=float), names=tuple(record["names"]),
+                   m=empty if m is None else m, simulated=empty if simulated is None else simulated,
+                   residual=empty if residual is None else residual, loss_history=list(record.get("loss_history", [])),
+                   noise_sigma=float(record.get("noise_sigma", math.nan)), bias_field=bias_field,
+                   bias_shift=dict(record.get("bias_shift", {})),
+                   measurement=measurement_from_dict(record["measurement"], schema),
+                   converged=bool(record.get("converged", False)), cancelled=bool(record.get("cancelled", False)),
+                   iterations=int(record.get("iterations", 0)), timings=dict(record.get("timings", {})),
+                   message=record.get("message", ""), image_noise=float(record.get("image_noise", math.nan)),
+                   stationarity=float(record.get("stationarity", math.nan)),
+                   centers=np.asarray(record.get("centers", []), dtype=float).reshape(-1, 2),
+                   misfit=float(record.get("misfit", math.nan)))
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def check_physical(values: dict) -> None:
+    """``ValueError`` naming the first parameter outside ``PHYSICAL_RANGES`` (Ms, height > 0)."""
+    for name, value in values.items():
+        if name not in PHYSICAL_RANGES:
+            continue
+        low, high, unit = PHYSICAL_RANGES[name]
+        magnitude = abs(value) if name == "D" else value
+        if not math.isfinite(value) or not (low <= magnitude <= high) or (name in ("Ms", "height") and value <= 0):
+            span = f"|D| <= {high:g}" if name == "D" else f"{low:g} to {high:g}"
+            raise ValueError(f"{name} = {value!r} {unit} is outside the physical range ({span} {unit})")
+
+
+def check_target(target, grid: Grid, pixel_size=None) -> np.ndarray:
+    """The target image as a float64 array ``(ny, nx)``; ``ValueError`` for complex values, a wrong
+    shape, NaN/inf, a constant image, or a ``pixel_size (dy, dx)`` (m) that differs from the grid's
+    cells."""
+    if isinstance(target, torch.Tensor):
+        target = target.detach().cpu().numpy()
+    if np.iscomplexobj(target):
+        raise ValueError("target must be a real image, got complex values (pass its real part or its magnitude)")
+    try:
+        image = np.asarray(target, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("target must be a 2-D array of numbers (ny, nx)") from None
+    if image.shape != (grid.ny, grid.nx):
+        raise ValueError(f"target has shape {image.shape}; expected (ny, nx) = {(grid.ny, grid.nx)} of the grid "
+                         "(crop or resample the image to the grid first)")
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"target contains {int(np.size(image) - np.isfinite(image).sum())} NaN or inf pixels")
+    if not np.std(image) > 0:
+        raise ValueError("target is constant: there is nothing to fit")
+    if pixel_size is not None:
+        dy, dx = (float(v) for v in pixel_size)
+        if not np.allclose((dy, dx), (grid.dy, grid.dx), rtol=1e-6, atol=0):
+            raise ValueError(f"target pixel size {dy:g} x {dx:g} m differs from the grid cells {grid.dy:g} x "
+                             f"{grid.dx:g} m")
+    return image
+
+
+def _scalar_material(init: Material) -> dict:
+    values = {}
+    for name in MATERIAL_PARAMETERS:
+        value = getattr(init, name)
+        array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=float)
+        if array.ndim != 0:
+            raise ValueError(f"init {name} must be a scalar to be fitted, got an array of shape {array.shape}")
+        values[name] = float(array)
+    return values
+
+
+def image_noise(image: np.ndarray) -> float:
+    """The noise level of an image (its units) estimated from the image alone: the median absolute
+    deviation of its finest wavelet coefficients (``skimage.restoration.estimate_sigma``)."""
+    return float(estimate_sigma(np.asarray(image, dtype=float)))
+
+
+class ConfigurationLost(Exception):
+    """A stage's first relaxation changed topology (a skyrmion collapsed or appeared) or found no
+    equilibrium."""
+
+
+@dataclass
+class Stage:
+    """One stage of a fit's schedule: ``name`` ("biased" or "unbiased"), the fixed bias's
+    ``scale``, its iteration cap, and whether it only ``prepares`` the next stage (loose stop)."""
+
+    name: str
+    scale: float
+    max_iter: int
+    prepares: bool = False
+
+
+def schedule(biased: bool, optimized: bool, final_unbiased: bool, max_iter: int) -> list:
+    """The stages of a fit: with a fixed bias, ``BIAS_SCHEDULE`` (``BIASED_STAGE_ITERATIONS``
+    each) and then the unbiased stage; with an optimized bias map, one biased stage; without bias,
+    the unbiased stage alone. The parameters follow the texture continuously as the bias goes,
+    instead of settling deep in a biased optimum (the misfit is nearly flat along a common scaling
+    of A, Ku and D, where a strong bias drags the parameters far). ``final_unbiased=False`` keeps
+    the bias to the end."""
+    if not biased:
+        return [Stage("unbiased", 0.0, max_iter)]
+    if not final_unbiased:
+        return [Stage("biased", 1.0, max_iter)]
+    if optimized:
+        return [Stage("biased", 1.0, max_iter, prepares=True), Stage("unbiased", 0.0, max_iter)]
+    return ([Stage("biased", scale, BIASED_STAGE_ITERATIONS, prepares=True) for scale in BIAS_SCHEDULE]
+            + [Stage("unbiased", 0.0, max_iter)])
+
+
+class _Fit:
+    """One run of ``fit_parameters``: the objectives (with the fixed bias, and with an optimized
+    bias map), the state, the iteration budget, and the stages' bookkeeping."""
+
+    def __init__(self, objective: Objective, map_objective: Objective | None, state: FitState, optimizer: str,
+                 max_iter: int, progress, adam_lr: float):
+        self.objective = objective
+        self.map_objective = map_objective
+        self.state = state
+        self.optimizer = optimizer
+        self.budget = max_iter
+        self.iterations = 0
+        self.progress = progress
+        self.adam_lr = adam_lr
+
+    def objective_for(self, stage: Stage) -> Objective:
+        return self.map_objective if stage.name == "biased" and self.map_objective is not None else self.objective
+
+    def theta_for(self, objective: Objective, theta: torch.Tensor) -> torch.Tensor:
+        """``theta`` cut or extended (bias map at its start) to ``objective``'s parameters."""
+        size = objective.parameters.size
+        if theta.numel() >= size:
+            return theta[:size]
+        return torch.cat((theta, torch.zeros(size - theta.numel(), dtype=theta.dtype, device=theta.device)))
+
+    def enter(self, stage: Stage, theta: torch.Tensor) -> Evaluation:
+        """Relax at the stage's bias from the warm start; ``ConfigurationLost`` if that is no valid state."""
+        objective = self.objective_for(stage)
+        self.state.new_stage()
+        evaluation = objective.evaluate(self.theta_for(objective, theta), self.state.warm, stage.scale,
+                                        self.state.tolerance())
+        if not self.state.consider(evaluation):
+            raise ConfigurationLost
+        return evaluation
+
+    def run(self, stage: Stage) -> StageOutcome:
+        """Optimize within the stage from ``state.best``."""
+        objective = self.objective_for(stage)
+        rule = StageRule(max_iter=max(min(stage.max_iter, self.budget - self.iterations), 0),
+                         loss_tol=BIASED_LOSS_TOL if stage.prepares else 0.0)
+        if rule.max_iter == 0:
+            return StageOutcome("max_iter", 0)
+        if self.optimizer == "levenberg-marquardt" and objective is self.objective:
+            outcome = levenberg_marquardt(objective, self.state, stage.scale, rule, stage.name, self.progress)
+        else:
+            method = "lbfgs" if self.optimizer == "levenberg-marquardt" else self.optimizer
+            outcome = gradient_descent(objective, self.state, stage.scale, rule, stage.name, method, self.progress,
+                                       self.adam_lr)
+        self.iterations += outcome.iterations
+        return outcome
+
+
+def _check_start_pattern(evaluation: Evaluation, target: torch.Tensor) -> None:
+    """``ValueError`` unless the first relaxed state's image correlates with the target (after removing
+    both means) better than ``MIN_START_CORRELATION``: amplitude errors (Ms, height 30 % off) are
+    fine, a collapsed texture or an inverted image (side, sign, component) is not."""
+    simulated = evaluation.image - evaluation.image.mean()
+    centred = target - target.mean()
+    correlation = float((simulated * centred).sum() / (simulated.norm() * centred.norm()).clamp_min(1e-300))
+    if correlation < MIN_START_CORRELATION:
+        raise ValueError(
+            f"the starting texture, relaxed at the initial parameters, does not look like the image (correlation "
+            f"{correlation:+.2f}): check the measurement (height, side, component, the image's units and sign) "
+            "or give a starting magnetization (m0) in the measured configuration")
+
+
+def _lost_start_message(biased: bool, scale: float, strength: float) -> str:
+    """Why the fit could not start: the first relaxation changed topology or found no equilibrium."""
+    held = (f" even under a bias of {scale * strength:g} times the anisotropy field" if biased else "")
+    advice = "start closer to the true values" + ("" if biased else ", or hold the texture with a bias (bias='target')")
+    return (f"the starting magnetization, relaxed at the initial parameters{held}, changes topology or reaches "
+            f"no equilibrium within {MAX_RELAX_ITERATIONS} iterations (a skyrmion collapses, appears or runs "
+            f"out into a stripe): {advice}")
+
+
+def _starting_state(m0, estimate, grid: Grid) -> torch.Tensor:
+    """``m0`` checked and normalized, or the texture shaped from the image's estimate."""
+    if m0 is None:
+        m0 = texture_from_estimate(estimate, grid)
+    m = grid.tensor(m0)
+    if tuple(m.shape) != grid.vector_shape:
+        raise ValueError(f"m0 must be a (nz, ny, nx, 3) = {grid.vector_shape} array, got shape {tuple(m.shape)}")
+    if not bool(torch.isfinite(m).all()):
+        raise ValueError(f"m0 contains {int((~torch.isfinite(m)).sum())} NaN or inf values")
+    norm = torch.linalg.vector_norm(m, dim=-1, keepdim=True)
+    if bool((norm == 0).any()):
+        raise ValueError("m0 has zero vectors; expected unit vectors in every cell")
+    return m / norm
+
+
+def _bias(bias, estimate, grid: Grid, start: dict, strength: float):
+    """``(fixed bias tensor or None, optimized map's start beta (nz, ny, nx) or None)`` for ``bias``."""
+    if isinstance(bias, str):
+        if bias == "none":
+            return None, None
+        if not (strength >= 0 and math.isfinite(strength)):
+            raise ValueError(f"bias_strength must be a finite number >= 0, got {strength!r}")
+        if start["Ku"] <= 0:
+            raise ValueError(f"bias='{bias}' needs Ku > 0 (its strength is in units of the anisotropy field)")
+        shape = bias_shape(estimate)
+        if bias == "target":
+            return grid.tensor(bias_from_shape(shape, grid, strength, start["Ms"], start["Ku"])), None
+        return None, grid.tensor(np.broadcast_to(strength * shape, grid.shape).copy())
+    field_ = grid.tensor(bias)
+    if tuple(field_.shape) not in ((3,), grid.vector_shape) or not bool(torch.isfinite(field_).all()):
+        raise ValueError(f"a bias array must be a finite 3-vector or {grid.vector_shape} field in A/m")
+    return field_.expand(grid.vector_shape).clone(), None
+
+
+def _parameters(start: dict, names: tuple, grid: Grid, offset_scale: float, pinning) -> ParameterSet:
+    """The fitted parameters (log for Ms, A, Ku, D, height; linear offset and centres) and the fixed rest."""
+    tensor = grid.tensor
+    specs = [Parameter(name, tensor(start[name]), "linear" if name == "offset" else "log",
+                       offset_scale if name == "offset" else 1.0, MAX_RELATIVE_STEP) for name in names]
+    if pinning is not None:  # in cells
+        specs.append(Parameter("centers", pinning.centers.reshape(-1), "linear", min(grid.dx, grid.dy), 1.0))
+    fixed = {name: tensor(value) for name, value in start.items() if name not in names}
+    return ParameterSet(specs, fixed)
+
+
+def _with_map(parameters: ParameterSet, beta: torch.Tensor) -> ParameterSet:
+    """``parameters`` plus an optimized z bias map ``beta`` (in units of the start's H_K), last."""
+    return ParameterSet(parameters.parameters + (Parameter("bias", beta, "linear", 1.0),), parameters.fixed)
+
+
+def _explains(misfit_rms: float, noise: float, image_std: float) -> bool:
+    """Whether a residual RMS is consistent with the image's noise (see ``NOISE_FACTOR``)."""
+    return misfit_rms <= max(NOISE_FACTOR * noise, NOISE_FLOOR * image_std)
+
+
+def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL_PARAMETERS, m0=None,
+                   bias=DEFAULT_BIAS, bias_strength: float = DEFAULT_BIAS_STRENGTH,
+                   bias_penalty: tuple = (1e-4, 1e-3), final_unbiased: bool = True,
+                   optimizer: str = "levenberg-marquardt", max_iter: int = 100, relax_tol: float = 1e-8,
+                   adam_lr: float = 0.02, external_field=None, pixel_size=None, gradient: str = "implicit",
+                   unrolled_steps: int = 200, pin_skyrmions: bool = True, progress=None,
+                   cancel=None) -> FitResult:
+    """Fit material parameters so that the relaxed state reproduces a stray-field or MFM image.
+
+    Parameters
+    ----------
+    target : array (ny, nx)
+        The measured image on the grid's cells, in the measurement's units (A/m, Hz or degrees).
+    grid : Grid
+        Film geometry; its ``(ny, nx)`` must equal the target's shape.
+    measurement : StrayFieldMeasurement or MFMMeasurement
+        What the image is (component or tip, side, height / lift height).
+    init : Material
+        Starting values (scalars for the fitted parameters); the unfitted ones stay fixed.
+    fit : tuple of str
+        Any of ``"Ms", "A", "Ku", "D", "height", "offset"`` (height: the measurement's height or
+        lift height; offset: an additive constant of the image).
+    m0 : array (nz, ny, nx, 3), optional
+        Starting magnetization in the measured configuration (e.g. a reconstruction); its skyrmion
+        number is the one the fit keeps. Default: a texture shaped from the target
+        (``bias.texture_from_estimate``).
+    bias : "none", "target", "optimize", or array
+        "target": ``H_b = bias_strength * H_K * b(x, y) z^`` shaped from the image
+        (``bias.bias_shape``) holds the configuration while the parameters are far off; "optimize":
+        a z bias map optimized jointly with L-BFGS (started from "target", penalized by
+        ``bias_penalty = (w_size, w_smooth)``); an array: a fixed bias field H (A/m), 3-vector or
+        ``(nz, ny, nx, 3)``. With any bias, the last stage has none when ``final_unbiased`` (the
+        default), so the result is a zero-bias equilibrium.
+    bias_strength : float
+        In units of the anisotropy field ``2 Ku / (mu0 Ms)`` of ``init``.
+    optimizer : "levenberg-marquardt", "lbfgs" or "adam"
+    max_iter : int
+        Outer iterations in all, over all stages (a hard cap).
+    relax_tol : float
+        Torque tolerance of the final inner relaxations (``max |m x H| / Ms``).
+    external_field : optional
+        Applied field H (A/m), fixed.
+    pixel_size : (dy, dx), optional
+        The image's pixel size (m), checked against the grid.
+    gradient : "implicit" or "unrolled"
+        Gradients for L-BFGS / Adam: implicit differentiation at the equilibrium (default), or
+        backpropagation through ``unrolled_steps`` descent steps (checks only).
+    pin_skyrmions : bool
+        Hold each skyrmion of the start where the image has it (``pinning``; its centre fitted
+        with Levenberg-Marquardt). Without, skyrmion positions relax freely (an ideal film).
+    progress : callable(FitProgress), optional
+        Called after every outer iteration.
+    cancel : threading.Event or callable, optional
+        Stops the fit; the best state so far is returned (``cancelled`` set).
+
+    Returns
+    -------
+    FitResult
+        ``converged`` only at a stationary point of the final problem with a misfit consistent with
+        the image's noise; ``message`` says in words how the fit ended.
+    """
+    start_time = time.perf_counter()
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a napari_mmrecon Grid, got {type(grid).__name__}")
+    if not isinstance(init, Material):
+        raise ValueError(f"init must be a napari_mmrecon Material, got {type(init).__name__}")
+    check_measurement(measurement)
+    image = check_target(target, grid, pixel_size)
+    names = tuple(fit)
+    if not names or any(n not in FITTABLE for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"fit must name distinct parameters among {FITTABLE}, got {fit!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if gradient not in ("implicit", "unrolled"):
+        raise ValueError(f"gradient must be 'implicit' or 'unrolled', got {gradient!r}")
+    if isinstance(bias, str) and bias not in BIAS_OPTIONS:
+        raise ValueError(f"bias must be one of {BIAS_OPTIONS} or a field array, got {bias!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
+    if not (math.isfinite(relax_tol) and relax_tol > 0):
+        raise ValueError(f"relax_tol must be a finite number > 0, got {relax_tol!r}")
+    start = _scalar_material(init)
+    start["height"] = plane_distance(measurement)
+    start["offset"] = 0.0
+    check_physical(start)
+    for name in names:
+        if name in ("Ms", "A", "Ku", "D", "height") and start[name] == 0:
+            raise ValueError(f"{name} must start from a non-zero value to be fitted (it is fitted on a log scale)")
+    settings = EquilibriumSettings(tol=relax_tol, max_iter=MAX_RELAX_ITERATIONS, external_field=external_field,
+                                   Ku_axis=init.Ku_axis, cancel=cancel)
+    estimate = None
+    if (isinstance(bias, str) and bias != "none") or m0 is None:
+        estimate = perpendicular_estimate(image, grid, measurement, start["Ms"])
+    m_start = _starting_state(m0, estimate, grid)
+    fixed_bias, beta = _bias(bias, estimate, grid, start, bias_strength)
+    target_t = grid.tensor(image)
+    follow = isinstance(bias, str)  # shaped from the image, not a user's field in A/m
+    pinning = None
+
+    def objective_with(params, shape=fixed_bias):
+        return Objective(grid, measurement, target_t, params, settings, pinning, shape, follow, bias_penalty,
+                         gradient, unrolled_steps)
+
+    state = FitState(warm=m_start, charge=topological_charge(m_start) if m0 is not None else None,
+                     relax_tol=relax_tol)
+    run = _Fit(None, None, state, optimizer, max_iter, progress, adam_lr)
+    boost = 1.0  # the first stage's bias factor (doubled while the start loses its configuration)
+
+    pins = pin_skyrmions and optimizer == "levenberg-marquardt"  # centres are fitted by their Jacobian
+
+    def hold(m) -> ParameterSet:
+        """Pin the skyrmions of ``m`` where they are (none for ``m = None``), and set the objectives."""
+        nonlocal pinning
+        found = find_skyrmions(m, grid) if m is not None and pins else None
+        if found is not None and len(found):
+            pinning = SkyrmionPinning(grid, found, PIN_STIFFNESS * 2 * start["A"] * grid.nz * grid.dz).centered_on(m)
+        params = _parameters(start, names, grid, float(np.std(image)), pinning)
+        run.objective = objective_with(params)
+        run.map_objective = None if beta is None else objective_with(_with_map(params, boost * beta), None)
+        return params
+
+    # a given texture defines the configuration: its skyrmions are held from the start; a texture
+    # shaped from the image is relaxed first (under the bias) and its skyrmions held where they settle
+    parameters = hold(m_start if m0 is not None else None)
+    biased = fixed_bias is not None or beta is not None
+    stages = schedule(biased, beta is not None, final_unbiased, max_iter)
+    theta = parameters.zeros(target_t)
+    stage_values, used_bias, message = {}, None, ""
+    start_candidate = final = None
+    outcome = StageOutcome("max_iter", 0)
+    cancelled, held = False, None
+    # a start shaped from the image has no reliable skyrmion number yet: its first relaxation must
+    # keep every skyrmion the image shows
+    expected = len(find_skyrmions(m_start, grid)) if m0 is None else None
+    try:
+        while True:
+            try:
+                first = run.enter(stages[0], theta)
+                if expected is not None and len(find_skyrmions(first.m, grid)) < expected:
+                    state.charge, state.warm = None, m_start
+                    raise ConfigurationLost
+                break
+            except ConfigurationLost:
+                if biased and 2 * boost <= MAX_START_BIAS_SCALE:
+                    boost *= 2
+                    if beta is not None:
+                        run.map_objective = objective_with(_with_map(parameters, boost * beta), None)
+                    else:  # the fixed bias: every biased stage's scale doubled
+                        stages = [Stage(s.name, s.scale * (2 if s.name == "biased" else 1), s.max_iter, s.prepares)
+                                  for s in stages]
+                    continue
+                raise ValueError(_lost_start_message(biased, boost, bias_strength)) from None
+        _check_start_pattern(first, target_t)
+        if m0 is None and pins:
+            parameters = hold(first.m)
+            theta = parameters.zeros(target_t)
+            first = run.enter(stages[0], theta)
+        objective = run.objective
+        # the start without bias is a candidate result
+        if stages[0].name == "unbiased":
+            start_candidate = first
+        elif final_unbiased:
+            unbiased = objective.evaluate(theta, m_start, 0.0, state.tolerance())
+            if state.valid(unbiased):
+                start_candidate = unbiased
+        if start_candidate is not None and _explains(*_rms_and_noise(start_candidate, objective, image)):
+            # the start already explains the image: no bias is needed to hold it
+            stages = [stage for stage in stages if stage.name == "unbiased"]
+            if stages and first is not start_candidate:
+                state.new_stage()
+                state.consider(start_candidate)
+        entered, held, inserted = True, first, 0
+        while stages:
+            stage = stages[0]
+            if not entered:
+                try:
+                    run.enter(stage, theta)
+                except ConfigurationLost:
+                    if fixed_bias is None or inserted >= MAX_BIAS_INSERTIONS:
+                        message = (f"the texture changes topology (a skyrmion collapses or appears) when the bias "
+                                   f"is lowered to {stage.scale:g} of its strength")
+                        break
+                    stages.insert(0, Stage("biased", (held.bias_scale + stage.scale) / 2, BIASED_STAGE_ITERATIONS,
+                                           True))
+                    inserted += 1
+                    continue
+            entered = False
+            outcome = run.run(stage)
+            stages.pop(0)
+            held = state.best
+            theta = held.theta[:parameters.size]
+            if stage.name not in stage_values:
+                stage_values[stage.name] = dict(held.values)
+                if stage.name == "biased":
+                    staged = run.objective_for(stage)
+                    field_ = staged.bias_field(staged.parameters.values(held.theta), stage.scale)
+                    used_bias = None if field_ is None else field_.detach().cpu().numpy()
+            if stage.name == "unbiased":
+                final = held
+    except FitCancelled:
+        cancelled = True
+        if state.best is not None:  # cancelled inside a stage: its best state so far
+            held = state.best
+            final = held if held.bias_scale == 0 else final
+    return _result(run, image, init, start_candidate, final, held, outcome, stage_values, used_bias, message,
+                   cancelled, start_time)
+
+
+def _rms_and_noise(evaluation: Evaluation, objective: Objective, image: np.ndarray) -> tuple:
+    """``(residual RMS, image noise, image std)`` in image units."""
+    rms = math.sqrt(max(evaluation.misfit, 0.0) * objective.power)
+    return rms, image_noise(image), float(np.std(image))
+
+
+def _test(objective: Objective, evaluation: Evaluation, settings: EquilibriumSettings):
+    """The stationarity test at ``evaluation`` with the Jacobian to the settings' CG tolerance;
+    returns the ``Stationarity`` with its Jacobian attached (``.J``)."""
+    J, _ = objective.jacobian(evaluation)
+    test = stationarity(J, objective.residual(evaluation), objective.parameters.rate(evaluation.theta))
+    test.J = J
+    return test
+
+
+def _covariance(test, evaluation: Evaluation, objective: Objective):
+    """Covariance of the natural steps (relative for log parameters, ``scale`` units for linear)
+    from ``sigma^2 (J^T J)^+`` with ``sigma`` from the residual."""
+    rate = objective.parameters.rate(evaluation.theta)
+    J = test.J / rate
+    r = objective.residual(evaluation)
+    dof = max(r.numel() - J.shape[1], 1)
+    return (float(r @ r) / dof) * torch.linalg.pinv(J.T @ J, hermitian=True), test.delta * rate
+
+
+def _uncertainties(names, values: dict, parameters: ParameterSet, cov, step, stationary: bool) -> tuple:
+    """1-sigma uncertainties (SI) and the correlation matrix of the named parameters; away from a
+    stationary point the remaining Gauss-Newton ``step`` is added in quadrature."""
+    index = [parameters.slices[name].start for name in names]
+    sub = cov[np.ix_(index, index)].cpu().numpy()
+    remaining = np.zeros(len(names)) if stationary else step[index].cpu().numpy()
+    uncertainty = {}
+    for k, name in enumerate(names):
+        unit = abs(values[name]) if parameters[name].transform == "log" else parameters[name].scale
+        uncertainty[name] = float(unit * math.sqrt(max(sub[k, k], 0.0) + remaining[k] ** 2))
+    d = np.sqrt(np.clip(np.diag(sub), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = sub / np.outer(d, d)
+    return uncertainty, np.where(np.isfinite(correlation), correlation, 0.0)
+
+
+def _ending(outcome: StageOutcome, max_iter: int) -> str:
+    return {"max_iter": f"stopped after max_iter = {max_iter} iterations",
+            "stalled": "no step lowered the misfit any further",
+            "loss stalled": "the misfit stopped falling",
+            "loss change": "the misfit stopped falling"}.get(outcome.status, "stopped")
+
+
+def _result(run: _Fit, image: np.ndarray, init: Material, start_candidate, final, held, outcome: StageOutcome,
+            stage_values: dict, used_bias, message: str, cancelled: bool, start_time: float) -> FitResult:
+    """The result: the best unbiased candidate (the start or the final stage's best; else the last
+    biased state), tested for stationarity, with uncertainties and the message."""
+    objective, state = run.objective, run.state
+    settings = objective.settings
+    unbiased = [e for e in (final, start_candidate) if e is not None]
+    chosen = min(unbiased, key=lambda e: e.loss) if unbiased else held
+    notes = [message] if message else []
+    if final is not None and start_candidate is not None and chosen is start_candidate and final is not chosen:
+        notes.append(f"the fit ended at a higher misfit ({final.misfit:.3g}) than its start "
+                     f"({start_candidate.misfit:.3g}); the result is the start")
+    names = tuple(n for n in objective.parameters.names if n != "centers")
+    if chosen.bias_scale != 0 and not cancelled:  # a biased result: its uncertainty at its bias
+        staged = run.objective_for(Stage("biased", chosen.bias_scale, 0))
+        field_ = staged.bias_field(staged.parameters.values(chosen.theta), chosen.bias_scale)
+        objective = Objective(objective.grid, objective.measurement, objective.target, objective.parameters,
+                              settings, objective.pinning, field_.detach(), False)
+        chosen = objective.evaluate(chosen.theta[:objective.parameters.size], chosen.m, 1.0, chosen.relax_tol)
+    elif not cancelled and chosen.relax_tol > state.relax_tol:
+        tight = objective.evaluate(chosen.theta, chosen.m, 0.0, state.relax_tol)
+        chosen = tight if state.valid(tight) else chosen
+    rms, noise, spread = _rms_and_noise(chosen, objective, image)
+    values = objective.parameters.floats(chosen.theta)
+    stats = settings.stats
+    relax_time, adjoint_time = stats.relax_time, stats.adjoint_time  # the uncertainty's own work is apart
+    t_unc = time.perf_counter()
+    if cancelled:
+        uncertainty = {name: math.nan for name in names}
+        correlation = np.full((len(names), len(names)), np.nan)
+        ratio, converged = math.nan, False
+        notes = ["cancelled"]
+    else:
+        test = _test(objective, chosen, settings)
+        cov, step = _covariance(test, chosen, objective)
+        stationary = test.stationary()
+        uncertainty, correlation = _uncertainties(names, values, objective.parameters, cov, step, stationary)
+        ratio = test.ratio
+        explains = _explains(rms, noise, spread)
+        converged = stationary and explains and chosen.bias_scale == 0 and not message
+        if not stationary:
+            notes.insert(0, f"not converged: {_ending(outcome, run.budget)} short of a stationary point (a "
+                            f"Gauss-Newton step would still explain {ratio:.1%} of the residual); the "
+                            "uncertainties include that step")
+        elif not explains:
+            notes.insert(0, f"poor fit: the residual (RMS {rms:.3g}) is {rms / max(noise, 1e-300):.3g} times the "
+                            f"noise estimated from the image ({noise:.3g}); the fitted texture does not explain "
+                            "the image (check the measurement settings, the starting texture and the material model)")
+        elif converged:
+            how = (f"would explain only {ratio:.1e} of the residual" if ratio < GRADIENT_TOL else
+                   f"would change no parameter by more than {test.largest_step:.1e}")
+            notes.insert(0, f"converged: a stationary point (a Gauss-Newton step {how}) with the misfit at the noise "
+                            f"level (residual RMS {rms:.3g}, image noise {noise:.3g})")
+    t_unc = time.perf_counter() - t_unc
+    residual = (chosen.image - objective.target).reshape(-1)
+    sigma = float(torch.sqrt((residual @ residual) / max(residual.numel() - objective.parameters.size, 1)))
+    bias_shift = {}
+    if "biased" in stage_values and "unbiased" in stage_values:
+        for name in names:
+            before, after = stage_values["biased"][name], values[name]
+            bias_shift[name] = (after - before) / before if before != 0 else after - before
+    total = time.perf_counter() - start_time
+    timings = {"relax": relax_time, "adjoint": adjoint_time, "uncertainty": t_unc,
+               "outer": total - relax_time - adjoint_time - t_unc, "total": total,
+               "relax_iterations": stats.relax_iterations, "newton_steps": stats.newton_steps,
+               "cg_iterations": stats.cg_iterations + stats.newton_cg_iterations, "evaluations": state.evaluations}
+    pinning = objective.pinning_at(objective.parameters.values(chosen.theta))
+    return FitResult(
+        material=init.replace(**{name: values[name] for name in MATERIAL_PARAMETERS}),
+        values={name: values[name] for name in names},
+        uncertainty=uncertainty,
+        correlation=correlation,
+        names=names,
+        m=chosen.m.cpu().numpy(),
+        simulated=chosen.image.cpu().numpy(),
+        residual=(chosen.image - objective.target).cpu().numpy(),
+        loss_history=list(state.history),
+        noise_sigma=sigma,
+        bias_field=used_bias,
+        bias_shift=bias_shift,
+        measurement=with_plane_distance(objective.measurement, values["height"]),
+        converged=converged,
+        cancelled=cancelled,
+        iterations=run.iterations,
+        timings=timings,
+        message="; ".join(notes),
+        image_noise=noise,
+        stationarity=ratio,
+        centers=np.zeros((0, 2)) if pinning is None else pinning.centers.cpu().numpy(),
+        misfit=chosen.misfit,
+    )

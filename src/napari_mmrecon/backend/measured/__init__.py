@@ -1,0 +1,1 @@
+"""Measured images before they meet a simulation: levelling, resampling, cropping, calibration."""
