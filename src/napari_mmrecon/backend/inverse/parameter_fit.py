@@ -26,8 +26,8 @@ result: a fit never returns anything worse, and a fit started at a stationary po
 Convergence is a test of the point reached (``fit_optimizers.stationarity``), and the misfit is
 compared with the noise estimated from the image alone (``image_noise``). Uncertainties come from
 the Gauss-Newton (Laplace) approximation ``Cov = sigma^2 (J^T J)^-1`` with ``sigma`` estimated from
-the residual and the centres marginalized; where the fit stopped short of a stationary point the
-remaining Gauss-Newton step is added in quadrature, so they say how little is known.
+the residual and the centres marginalized, and the remaining Gauss-Newton step added in quadrature
+(zero at an optimum), so that they never claim more than is known.
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ class FitResult:
         Fitted material (unfitted parameters as given).
     values, uncertainty : dict name -> float
         Fitted values and 1-sigma uncertainties in SI units (``height`` in m, ``offset`` in the
-        image's units). At a stationary point the Gauss-Newton uncertainties; short of one, the
-        remaining Gauss-Newton step is added in quadrature; NaN after a cancel (not computed).
+        image's units): the Gauss-Newton uncertainties with the remaining Gauss-Newton step added in
+        quadrature (zero at an optimum, the distance still to go short of one); NaN after a cancel.
     correlation : ndarray (n, n)
         Parameter correlation matrix, in the order of ``names``.
     m : ndarray (nz, ny, nx, 3)
@@ -677,12 +677,14 @@ def _covariance(test, evaluation: Evaluation, objective: Objective):
     return (float(r @ r) / dof) * torch.linalg.pinv(J.T @ J, hermitian=True), test.delta * rate
 
 
-def _uncertainties(names, values: dict, parameters: ParameterSet, cov, step, stationary: bool) -> tuple:
-    """1-sigma uncertainties (SI) and the correlation matrix of the named parameters; away from a
-    stationary point the remaining Gauss-Newton ``step`` is added in quadrature."""
+def _uncertainties(names, values: dict, parameters: ParameterSet, cov, step) -> tuple:
+    """1-sigma uncertainties (SI) and the correlation matrix of the named parameters, with the
+    remaining Gauss-Newton ``step`` added in quadrature: far from a stationary point it is how
+    little is known, at the step test's floor (``STEP_TOL``) of a noise-free fit it is the distance
+    still to go, larger than the covariance there; at a least-squares optimum it vanishes."""
     index = [parameters.slices[name].start for name in names]
     sub = cov[np.ix_(index, index)].cpu().numpy()
-    remaining = np.zeros(len(names)) if stationary else step[index].cpu().numpy()
+    remaining = step[index].cpu().numpy()
     uncertainty = {}
     for k, name in enumerate(names):
         unit = abs(values[name]) if parameters[name].transform == "log" else parameters[name].scale
@@ -736,7 +738,7 @@ def _result(run: _Fit, image: np.ndarray, init: Material, start_candidate, final
         test = _test(objective, chosen, settings)
         cov, step = _covariance(test, chosen, objective)
         stationary = test.stationary()
-        uncertainty, correlation = _uncertainties(names, values, objective.parameters, cov, step, stationary)
+        uncertainty, correlation = _uncertainties(names, values, objective.parameters, cov, step)
         ratio = test.ratio
         explains = _explains(rms, noise, spread)
         converged = stationary and explains and chosen.bias_scale == 0 and not message
