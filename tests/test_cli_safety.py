@@ -125,3 +125,16 @@ def test_outputs_under_a_file_or_onto_a_folder_are_refused(tmp_path, capsys):
 def test_a_write_error_names_the_output_not_a_temporary_file(capsys):
     err = refused(["relax", "--n", "16", "--tol", "1e-2", "-o", "/proc/x.ovf", "--quiet"], capsys)
     assert err.startswith("mmrecon relax: error: cannot write /proc/x.ovf: ") and ".tmp" not in err
+
+
+def test_ctrl_c_is_one_line_and_leaves_no_output(tmp_path, capsys, monkeypatch):
+    from napari_mmrecon.workflows import simulate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(simulate, "texture", interrupted)
+    out = tmp_path / "relaxed.ovf"
+    assert main(["relax", "--n", "16", "-o", str(out), "--quiet"]) == 130
+    assert capsys.readouterr().err.strip() == "mmrecon relax: interrupted"
+    assert not out.exists()

@@ -641,13 +641,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``mmrecon`` console script: a bad value, a missing, corrupt or protected
     file (``ValueError``, ``OSError``) is one line ``mmrecon <command>: error: ...`` on stderr and
-    exit code 2, like argparse's own errors; anything else is a bug and shows its traceback."""
+    exit code 2, like argparse's own errors; Ctrl-C is one line and exit code 130 (files are
+    written whole or not at all, so nothing half-written is left); anything else is a bug and
+    shows its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, OSError) as err:
         print(f"mmrecon {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mmrecon {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
