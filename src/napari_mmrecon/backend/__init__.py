@@ -18,6 +18,8 @@ from .forward.mfm import (
 )
 from .forward.stray import StrayFieldMeasurement, stray_field, stray_field_projection
 from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
+from .inverse.reconstruction import ReconstructionProgress, ReconstructionResult, reconstruct_texture
+from .inverse.texture_metrics import TextureMetrics, texture_metrics
 from .physics import textures
 from .physics.analysis import skyrmion_radius, topological_charge
 from .physics.energy import TERM_NAMES, EnergyModel, effective_field, energy
@@ -29,6 +31,7 @@ __all__ = [
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
     "StrayFieldMeasurement", "stray_field", "stray_field_projection",
     "FitProgress", "FitResult", "fit_parameters",
+    "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
     "textures", "skyrmion_radius", "topological_charge",
     "TERM_NAMES", "EnergyModel", "effective_field", "energy", "MU0", "Grid", "Material",
     "GAMMA", "LLGResult", "RelaxInfo", "llg", "minimize", "relax",

@@ -46,6 +46,10 @@ class FitState:
     evaluations, lost_topology, unconverged : int
         Counts of evaluations, of those refused for another skyrmion number, and of those whose
         relaxation did not converge.
+    keep_topology : bool
+        Refuse evaluations with another skyrmion number (a fit of the material keeps the
+        configuration); without, the misfit alone decides (a texture reconstruction may create or
+        remove a skyrmion the start got wrong).
     """
 
     warm: torch.Tensor
@@ -57,6 +61,7 @@ class FitState:
     evaluations: int = 0
     lost_topology: int = 0
     unconverged: int = 0
+    keep_topology: bool = True
 
     def consider(self, evaluation: Evaluation) -> bool:
         """Count an evaluation and make it the best state if it is valid and better; returns
@@ -67,7 +72,7 @@ class FitState:
             return False
         if self.charge is None:
             self.charge = evaluation.charge
-        if abs(evaluation.charge - self.charge) > CHARGE_TOLERANCE:
+        if self.keep_topology and abs(evaluation.charge - self.charge) > CHARGE_TOLERANCE:
             self.lost_topology += 1
             return False
         if not math.isfinite(evaluation.loss):

@@ -13,6 +13,9 @@ scalars, or per-cell maps for gradient methods), the plane distance (``height``)
 The misfit is ``L = mean((S(m*(p), p) - target)^2) / mean(target^2)`` (plus the bias map's
 penalty) with ``m*(p)`` the equilibrium at ``p`` under the bias field of the stage (a fixed
 shape times ``bias_scale``, or the optimized map), and ``S`` the measurement's forward operator.
+A stack of images ``(nh, ny, nx)`` (several heights, both sides, MFM passes) takes one measurement
+per image; each image is normalized by its own power and the misfit is their mean, so that a
+weak image (far away, the weak side) counts as much as a strong one.
 """
 
 from __future__ import annotations
@@ -73,8 +76,9 @@ class Objective:
     Parameters
     ----------
     grid : Grid
-    measurement : StrayFieldMeasurement or MFMMeasurement
-    target : tensor (ny, nx)
+    measurement : StrayFieldMeasurement or MFMMeasurement, or a sequence of them
+        One per image of a stack.
+    target : tensor (ny, nx), or (nh, ny, nx) with a sequence of ``nh`` measurements
     parameters : ParameterSet
         Optimized and fixed values; the fixed ones must include every one of ``Ms, A, Ku, D``
         that is not optimized, ``height`` and ``offset``.
@@ -98,8 +102,17 @@ class Objective:
         self.grid = grid
         self.measurement = measurement
         self.target = target
+        self.stacked = isinstance(measurement, (list, tuple))
+        if self.stacked and (target.ndim != 3 or len(measurement) != target.shape[0]):
+            raise ValueError(f"a stack of {len(measurement)} measurements needs a target (nh, ny, nx) with "
+                             f"nh = {len(measurement)}, got shape {tuple(target.shape)}")
+        if self.stacked and "height" in parameters:
+            raise ValueError("the height is fitted for one image, not for a stack")
         self.power = float((target * target).mean())
         self.norm = math.sqrt(target.numel() * self.power)
+        power = (target * target).mean(dim=(-2, -1), keepdim=True) if self.stacked else self.power
+        self.scale = power ** -0.5 / math.sqrt(target.numel())
+        """Per image ``1 / sqrt(N power_i)`` (a float for one image): ``residual = (S - target) scale``."""
         self.parameters = parameters
         self.settings = settings
         self.pinning = pinning
@@ -151,7 +164,11 @@ class Objective:
         return out
 
     def image(self, m: torch.Tensor, values: dict) -> torch.Tensor:
-        """Simulated image ``(ny, nx)`` of ``m`` at ``values`` (the height if fitted, the offset)."""
+        """Simulated image ``(ny, nx)`` (a stack: ``(nh, ny, nx)``) of ``m`` at ``values`` (the height if
+        fitted, the offset)."""
+        if self.stacked:
+            return torch.stack([simulate_image(measurement, m, self.grid, values["Ms"]) for measurement
+                                in self.measurement]) + values["offset"]
         distance = values["height"] if "height" in self.parameters else None
         return simulate_image(self.measurement, m, self.grid, values["Ms"], distance) + values["offset"]
 
@@ -193,7 +210,7 @@ class Objective:
             if info is not None and info.cancelled:
                 raise FitCancelled
             image = self.image(m, values)
-            misfit = ((image - self.target) ** 2).mean() / self.power
+            misfit = (((image - self.target) * self.scale) ** 2).sum()
             loss = misfit + self.penalty(values)
         converged = self.gradient == "unrolled" or bool(info is not None and info.converged)
         evaluation = Evaluation(theta.detach().clone(), bias_scale, m.detach(), image.detach(), float(loss.detach()),
@@ -202,9 +219,9 @@ class Objective:
         return (evaluation, loss) if graph else evaluation
 
     def residual(self, evaluation: Evaluation) -> torch.Tensor:
-        """Normalized residual ``(S - target) / sqrt(N mean(target^2))``, flat ``(N,)``: its square
-        sum is the misfit."""
-        return (evaluation.image - self.target).reshape(-1) / self.norm
+        """Normalized residual ``(S - target) / sqrt(N mean(target^2))`` (per image of a stack), flat
+        ``(N,)``: its square sum is the misfit."""
+        return ((evaluation.image - self.target) * self.scale).reshape(-1)
 
     def jacobian(self, evaluation: Evaluation, guess=None, cg_tol: float | None = None,
                  cg_max_iter: int | None = None):
@@ -275,5 +292,6 @@ class Objective:
                                                                                 base["Ms"], base.get("height")))
             columns["centers"] = params["centers"].scale * moved.reshape(moved.shape[0], -1).T
         settings.stats.adjoint_time += time.perf_counter() - started
-        J = torch.cat([columns[name] for name in params.names], dim=1) / self.norm
+        J = torch.cat([columns[name] for name in params.names], dim=1)
+        J = J * self.scale.expand_as(self.target).reshape(-1, 1) if self.stacked else J / self.norm
         return J * params.rate(evaluation.theta), tangent

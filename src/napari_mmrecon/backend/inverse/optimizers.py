@@ -67,12 +67,15 @@ class FitProgress:
 class StageRule:
     """When a stage ends: ``max_iter`` outer iterations; stationary (``gradient_tol``,
     ``step_tol``, see ``stationarity``); or, for a stage that only prepares the next one, once the
-    loss changes by less than ``loss_tol`` (relative) in an iteration (0: never)."""
+    loss changes by less than ``loss_tol`` (relative) in an iteration (0: never); or (gradient
+    optimizers) once the best state's misfit is at most ``misfit_goal`` (0: never; the
+    discrepancy principle of a texture reconstruction)."""
 
     max_iter: int
     gradient_tol: float = GRADIENT_TOL
     step_tol: float = STEP_TOL
     loss_tol: float = 0.0
+    misfit_goal: float = 0.0
 
 
 @dataclass
@@ -193,9 +196,10 @@ def levenberg_marquardt(objective: Objective, state: FitState, bias_scale: float
 def gradient_descent(objective: Objective, state: FitState, bias_scale: float, rule: StageRule, stage: str,
                      optimizer: str, progress=None, adam_lr: float = 0.02) -> StageOutcome:
     """L-BFGS (strong Wolfe line search) or Adam on ``theta`` from ``state.best``, with implicit
-    gradients. The stage ends after ``rule.max_iter`` iterations or once the best loss improves by
-    less than ``GRADIENT_LOSS_TOL`` for a few iterations (``"loss stalled"``: not a test of
-    stationarity; ``fitting`` tests the point afterwards)."""
+    gradients. The stage ends after ``rule.max_iter`` iterations, once the best misfit reaches
+    ``rule.misfit_goal`` (``"misfit goal"``), or once the best loss improves by less than
+    ``GRADIENT_LOSS_TOL`` for a few iterations (``"loss stalled"``: not a test of stationarity;
+    ``fitting`` tests the point afterwards)."""
     theta = state.best.theta.clone().requires_grad_(True)
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=1, max_eval=12, history_size=20,
@@ -223,6 +227,8 @@ def gradient_descent(objective: Objective, state: FitState, bias_scale: float, r
     for iteration in range(1, rule.max_iter + 1):
         opt.step(closure)
         _report(state, stage, iteration, progress)
+        if state.best.misfit <= rule.misfit_goal:
+            return StageOutcome("misfit goal", iteration)
         if state.best.loss < (1 - GRADIENT_LOSS_TOL) * reference:
             reference, stalled = state.best.loss, 0
         else:
