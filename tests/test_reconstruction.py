@@ -166,3 +166,19 @@ def test_bad_input_names_the_problem(kwargs, match):
     args = {"target": target, "grid": GRID, "material": MATERIAL, "measurement": measurement, **kwargs}
     with pytest.raises(ValueError, match=match):
         mm.reconstruct_texture(**args)
+
+
+def test_texture_and_material_together_from_20_percent_off():
+    """Texture with Ku and D from one noise-free image of the bundled skyrmion, 20 % off (all four of
+    Ms, A, Ku, D from the 12-skyrmion film of magnum.np are in docs/reconstruction.md: minutes, too
+    slow for CI)."""
+    target, measurement = image(10e-9, "top")
+    names = ("Ku", "D")
+    start = MATERIAL.replace(Ku=MATERIAL.Ku * 1.2, D=MATERIAL.D * 0.8)
+    rec = mm.reconstruct_texture(target, GRID, start, measurement, fit=names)
+    assert rec.converged and rec.fit.converged, (rec.message, rec.fit.message)
+    for name in names:
+        assert getattr(rec.material, name) == pytest.approx(getattr(MATERIAL, name), rel=2e-2), name
+        assert rec.fit.uncertainty[name] > 0
+    assert mm.texture_metrics(rec.m, M_TRUE, GRID).angle_error < 1.0
+    assert rec.to_dict()["fit"]["names"] == list(names)
