@@ -9,6 +9,7 @@ import torch
 import napari_mmrecon as mm
 from napari_mmrecon.cli import build_parser, main
 from napari_mmrecon.workflows.fit_output import FILES as FIT_FILES
+from napari_mmrecon.workflows.reconstruct_output import FILES as RECONSTRUCTION_FILES
 
 
 def test_demo_writes_state_fields_mfm_and_figure(tmp_path, capsys):
@@ -20,8 +21,8 @@ def test_demo_writes_state_fields_mfm_and_figure(tmp_path, capsys):
     assert m.shape == (1, 128, 128, 3) and grid.dx == 2e-9
     assert any(line.startswith("mmrecon material: ") for line in header["desc"])
     names = sorted(path.name for path in out.iterdir())
-    assert names == sorted(["m_relaxed.ovf", "figure.png", "fit"] + [f"{q}_{s}_{h}nm.tif" for q in ("Hz", "mfm_df")
-                                                                     for s in ("top", "bottom") for h in (10, 20)])
+    images = [f"{q}_{s}_{h}nm.tif" for q in ("Hz", "mfm_df") for s in ("top", "bottom") for h in (10, 20)]
+    assert names == sorted(["m_relaxed.ovf", "figure.png", "fit", "reconstruct"] + images)
     hz, pixel, meta = mm.read_tiff(out / "Hz_bottom_20nm.tif")
     assert hz.shape == (128, 128) and np.allclose(pixel, (2e-9, 2e-9), rtol=1e-6)
     assert (meta["quantity"], meta["unit"], meta["side"], meta["height"]) == ("Hz", "A/m", "bottom", 2e-8)
@@ -41,6 +42,16 @@ def test_demo_writes_state_fields_mfm_and_figure(tmp_path, capsys):
     assert table[0].split() == ["parameter", "start", "fitted", "1", "sigma", "unit", "true", "rel.", "error"]
     assert [line.split()[0] for line in table[1:5]] == ["Ms", "A", "Ku", "D"]
     assert "mmrecon fit " in text
+    # then it reconstructs the single skyrmion's texture from either side and compares it with the truth
+    for side in ("top", "bottom"):
+        assert sorted(path.name for path in (out / "reconstruct" / side).iterdir()) == sorted(RECONSTRUCTION_FILES)
+    rows = {line.split()[0]: line for line in text[text.index("side "):].splitlines()[1:3]}
+    assert "reconstructed after" in rows["top"] and "not converged" in rows["bottom"]
+    top = json.loads((out / "reconstruct" / "top" / "report.json").read_text())
+    assert top["converged"] and top["metrics"]["angle_error"] < 1 and top["metrics"]["mz_correlation"] > 0.99
+    bottom = json.loads((out / "reconstruct" / "bottom" / "report.json").read_text())
+    assert not bottom["converged"] and bottom["metrics"]["mz_correlation"] < 0.5
+    assert "that is where physics alone fails" in text
 
 
 def test_simulate_texture_with_relaxation(tmp_path, capsys):
@@ -190,7 +201,8 @@ def help_of(arguments, capsys, monkeypatch) -> str:
 def test_help_shows_units_defaults_negative_values_and_no_markup(capsys, monkeypatch):
     top = help_of(["--help"], capsys, monkeypatch)
     assert "--version" in top and "--D=-3e-3" in top and "--overwrite" in top and "`" not in top
-    helps = {name: help_of([name, "--help"], capsys, monkeypatch) for name in ("demo", "simulate", "relax", "fit")}
+    helps = {name: help_of([name, "--help"], capsys, monkeypatch)
+             for name in ("demo", "simulate", "relax", "fit", "reconstruct")}
     for name, text in helps.items():
         assert "`" not in text, name
         for flag in ("-o OUT, --out OUT", "--device {cpu,cuda,auto}", "--threads THREADS", "--quiet", "--overwrite"):

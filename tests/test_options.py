@@ -14,6 +14,7 @@ from napari_mmrecon.backend.inverse.parameter_fit import PHYSICAL_RANGES, fit_pa
 from napari_mmrecon.backend.solvers.relax import DEFAULT_TORQUE_TOL
 from napari_mmrecon.workflows import simulate
 from napari_mmrecon.workflows.fit import FitOptions, parameter_units
+from napari_mmrecon.workflows.reconstruct import ReconstructOptions
 from napari_mmrecon.workflows.options import (
     MATERIAL_NAMES,
     OPTIONS,
@@ -52,6 +53,28 @@ def test_fit_defaults_agree_with_the_backend_and_fit_options():
     backend = keyword_defaults(fit_parameters)
     for name in ("fit", "bias", "bias_strength", "optimizer", "max_iter", "relax_tol"):
         assert OPTIONS[name].default == backend[name] == field_defaults(FitOptions)[name], name
+
+
+def test_reconstruction_defaults_agree_with_the_backend_and_reconstruct_options():
+    backend, options = keyword_defaults(mm.reconstruct_texture), field_defaults(ReconstructOptions)
+    for name, option in (("method", "method"), ("init", "init"), ("bias_strength", "bias_strength"),
+                         ("noise", "noise"), ("discrepancy", "discrepancy"), ("max_iter", "reconstruct_max_iter")):
+        assert OPTIONS[option].default == backend[name] == options[name], name
+    assert backend["fit"] == options["fit"] == () and OPTIONS["reconstruct_fit"].default is None
+    assert "unet" not in OPTIONS["init"].choices  # offered once the trained network ships
+
+
+def test_two_commands_share_a_flag_and_messages_name_it():
+    assert (OPTIONS["reconstruct_fit"].flag, OPTIONS["reconstruct_max_iter"].flag) == ("--fit", "--max-iter")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ("reconstruct_fit", "reconstruct_max_iter"))
+    args = parser.parse_args(["--fit", "Ku", "height", "--max-iter", "7"])
+    assert (args.reconstruct_fit, args.reconstruct_max_iter) == (["Ku", "height"], 7)
+    assert parser.parse_args([]).reconstruct_fit is None
+    with pytest.raises(ValueError, match="fit = 'offset' is not one of Ms, A, Ku, D, height"):
+        check("reconstruct_fit", ["offset"])
+    with pytest.raises(ValueError, match="max_iter must be a whole number"):
+        check("reconstruct_max_iter", 2.5)
 
 
 def test_measurement_grid_and_texture_defaults_agree_with_the_backend():

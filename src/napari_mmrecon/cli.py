@@ -2,7 +2,7 @@
 
 Every subcommand is a pair: ``_add_<name>(subparsers)`` declares its arguments (the options'
 flags, help, defaults and units come from ``workflows.options``) and ``_<name>(args) -> exit
-code`` runs it (``demo``, ``simulate``, ``relax``, ``fit``) in the same order: read the inputs
+code`` runs it (``demo``, ``simulate``, ``relax``, ``fit``, ``reconstruct``) in the same order: read the inputs
 and build the objects the flags describe (their constructors check themselves), check every
 option against its declared range, check every file it will write (``_check_outputs``: never an
 input, an existing file only with ``--overwrite``), then compute under a progress bar (``jobs``
@@ -23,17 +23,20 @@ import numpy as np
 
 from .workflows.options import MATERIAL_NAMES, OPTIONS, add_arguments, check, defaults
 
-DESCRIPTION = ("Micromagnetic stray-field and MFM simulation and material-parameter fits from a shell. "
-               "SI units (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m). A negative number may follow its flag "
-               "(--D -3e-3) or be joined to it (--D=-3e-3). Results go to -o/--out: a folder of fixed file "
-               "names (demo, simulate, fit) or the OVF file (relax); an existing file is replaced only with "
-               "--overwrite, an input file never. Errors are one line and exit code 2.")
+DESCRIPTION = ("Micromagnetic stray-field and MFM simulation, material-parameter fits and texture reconstruction "
+               "from a shell. SI units (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m). A negative number may follow its "
+               "flag (--D -3e-3) or be joined to it (--D=-3e-3). Results go to -o/--out: a folder of fixed file "
+               "names (demo, simulate, fit, reconstruct) or the OVF file (relax); an existing file is replaced "
+               "only with --overwrite, an input file never. Errors are one line and exit code 2.")
 OUT_HELP = "output folder (default {}); files of fixed names, see the description"
 STATE = ("texture", "n", "cell", "thickness", "nz", "radius", "spacing", "seed")
 PROBE = ("heights", "side", "outputs", "tip", "tip_moment", "tip_charge", "k", "f0", "Q")
 FIT_MEASUREMENT = ("pixel_size", "measurement", "height", "side", "component", "quantity", "tip", "tip_moment",
                    "tip_charge", "k", "f0", "Q", "nz", "thickness")
 FIT = ("fit", "bias", "bias_strength", "optimizer", "max_iter", "relax_tol")
+MEASUREMENT_FLAGS = FIT_MEASUREMENT[1:-2]
+"""The flags that describe how a target was measured (not its pixel size or film)."""
+RECONSTRUCT = ("method", "init", "reconstruct_fit", "bias_strength", "noise", "discrepancy", "reconstruct_max_iter")
 RUN = ("device", "threads", "quiet", "overwrite")
 OVF_SUFFIXES = (".ovf", ".omf")
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
@@ -46,6 +49,13 @@ DEMO_FIT_GRID = {"nx": 48, "ny": 48, "nz": 1, "dx": 1e-9, "dy": 1e-9, "dz": 1e-9
 DEMO_FIT_RADIUS = 7e-9
 DEMO_FIT_HEIGHT = 4e-9
 DEMO_FIT_START = {"Ms": 1.3, "A": 0.7, "Ku": 1.3, "D": 0.7}
+DEMO_RECONSTRUCT_SAMPLE = "single_skyrmion"
+DEMO_RECONSTRUCT_HEIGHT = 10e-9
+DEMO_RECONSTRUCT_MAX_ITER = 5
+"""The demo's reconstructions: the bundled single skyrmion's texture from its Hz at
+``DEMO_RECONSTRUCT_HEIGHT`` on either side (bias method, start estimated from the image), at most
+this many outer iterations each: the strong side converges in 3, the weak side would run on for
+minutes without getting the texture right."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -281,6 +291,7 @@ def _demo(args) -> int:
     then fit Ms, A, Ku and D to the stray field of a single skyrmion (``_demo_fit``)."""
     from ._sample_data import SAMPLES, load_state
     from .workflows.fit_output import FILES as FIT_FILES
+    from .workflows.reconstruct_output import output_files
     from .workflows.simulate import Relaxation, simulate
 
     m, grid, material = load_state(DEMO_SAMPLE)
@@ -289,8 +300,10 @@ def _demo(args) -> int:
     _check_options(args)
     out = Path(args.out)
     files = ([out / name for name in ["m_relaxed.ovf", *_image_files(probe), "figure.png"]]
-             + [out / "fit" / name for name in _image_files(fit_probe) + list(FIT_FILES)])
-    replaced = _check_outputs(files, [SAMPLES[DEMO_SAMPLE].path], args.overwrite)
+             + [out / "fit" / name for name in _image_files(fit_probe) + list(FIT_FILES)]
+             + [out / "reconstruct" / side / name for side in ("top", "bottom") for name in output_files("bias")])
+    replaced = _check_outputs(files, [SAMPLES[DEMO_SAMPLE].path, SAMPLES[DEMO_RECONSTRUCT_SAMPLE].path],
+                              args.overwrite)
     _set_threads(args)
     print(f"napari-mmrecon demo: bundled relaxed Neel skyrmion lattice, {grid.ny} x {grid.nx} x {grid.nz} cells "
           f"of {grid.dx * 1e9:g} x {grid.dy * 1e9:g} x {grid.dz * 1e9:g} nm; Ms = {material.Ms:g} A/m, "
@@ -300,7 +313,9 @@ def _demo(args) -> int:
     with _writing(out):
         written = _write_results(out, result, "mmrecon demo: bundled skyrmion lattice", "m_relaxed.ovf")
     print(_wrote(out, written, [path for path in replaced if path.parent == out]))
-    return _demo_fit(out / "fit", fit_probe, args, [path for path in replaced if path.parent == out / "fit"])
+    fitted = _demo_fit(out / "fit", fit_probe, args, [path for path in replaced if path.parent == out / "fit"])
+    reconstructed = _demo_reconstruct(out / "reconstruct", args, replaced)
+    return 0 if fitted == 0 and reconstructed else 1
 
 
 def _demo_fit(out: Path, probe, args, replaced: list[Path]) -> int:
@@ -341,15 +356,64 @@ def _demo_fit(out: Path, probe, args, replaced: list[Path]) -> int:
     return 0 if result.converged else 1
 
 
+def _demo_reconstruct(out: Path, args, replaced: list[Path]) -> bool:
+    """Reconstruct the texture of the bundled single skyrmion from its Hz at
+    ``DEMO_RECONSTRUCT_HEIGHT`` on each side (at most ``DEMO_RECONSTRUCT_MAX_ITER`` iterations),
+    write each reconstruction's files (``reconstruct_output``) into ``out/top`` and
+    ``out/bottom`` and print how close each texture is to the truth (``texture_metrics``).
+    Returns whether the reconstruction from the stronger side converged."""
+    from ._sample_data import SAMPLES, load_images, load_state
+    from .backend import StrayFieldMeasurement, texture_metrics
+    from .workflows.reconstruct import ReconstructOptions, reconstruct
+    from .workflows.reconstruct_output import ReconstructedImages, write_reconstruction
+
+    m_true, grid, material = load_state(DEMO_RECONSTRUCT_SAMPLE)
+    grid = grid.with_(device=args.device)
+    images = {image.side: image for image in load_images(DEMO_RECONSTRUCT_SAMPLE)[0].images
+              if image.quantity == "Hz" and image.height == DEMO_RECONSTRUCT_HEIGHT}
+    options = ReconstructOptions(max_iter=DEMO_RECONSTRUCT_MAX_ITER)
+    source = f"mmrecon demo: bundled {SAMPLES[DEMO_RECONSTRUCT_SAMPLE].title}"
+    print(f"reconstruction: the texture of the bundled single skyrmion ({grid.ny} x {grid.nx} cells of "
+          f"{grid.dx * 1e9:g} nm) from its Hz at {DEMO_RECONSTRUCT_HEIGHT * 1e9:g} nm above (top) or below (bottom) "
+          f"the film, {options.method} method, start estimated from the image, at most {options.max_iter} iterations")
+    outcomes = {}
+    for side in ("top", "bottom"):
+        image = images[side]
+        measurement = StrayFieldMeasurement(height=image.height, side=side, component="z")
+        result = _run_with_bar(reconstruct(image.data, grid, measurement, material, options),
+                               f"demo: reconstruct ({side})", args.quiet)
+        metrics = texture_metrics(result.m, m_true, grid)
+        with _writing(out):
+            written = write_reconstruction(out / side, ReconstructedImages(result, image.data[None], grid,
+                                                                            (image.name,), options, metrics), source)
+        outcomes[side] = (image, result, metrics, written)
+    print(f"{'side':<8}{'contrast':>12}{'residual':>10}{'angle error':>13}{'m_z corr.':>11}{'charge':>8}  how it ended")
+    for side, (image, result, q, _) in outcomes.items():
+        print(f"{side:<8}{np.ptp(image.data) / 1e3:>8.3g} kA/m{np.sqrt(result.misfit):>9.2%} {q.angle_error:>8.3g} deg"
+              f"{q.mz_correlation:>11.3f}{q.charge:>8.2f}  {result.message.split(':')[0]} after "
+              f"{result.iterations} iterations")
+    strong, weak = sorted(outcomes, key=lambda side: -np.ptp(outcomes[side][0].data))
+    print(f"true charge {outcomes[strong][2].charge_true:.2f}. From the {strong} side (the strong contrast) the image "
+          f"and the micromagnetic equilibrium give the texture back; from the weak {weak} side the image does not pin "
+          "the texture down and the reconstruction ends far from the truth: that is where physics alone fails (a "
+          "learned prior, the U-Net of a later version, is meant for it)")
+    for side, (*_, written) in outcomes.items():
+        print(_wrote(out / side, written, [path for path in replaced if path.parent == out / side]))
+    return outcomes[strong][1].converged
+
+
 def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="simulate the stray field and MFM image of the bundled skyrmion lattice, "
-                                       "write OVF / TIFF / PNG, then fit Ms, A, Ku, D to the stray field of a "
-                                       "single skyrmion (no arguments needed)",
+                                       "write OVF / TIFF / PNG, fit Ms, A, Ku, D to the stray field of a single "
+                                       "skyrmion, reconstruct a skyrmion's texture from either side (no arguments "
+                                       "needed)",
                           description="Simulate Hz and the MFM frequency shift of the bundled relaxed skyrmion "
                                       "lattice at 10 and 20 nm on both sides, then fit Ms, A, Ku and D to the "
-                                      "stray field of a relaxed single skyrmion from 30 % off. Writes "
-                                      "m_relaxed.ovf, one TIFF per image and figure.png into -o, the fit's "
-                                      "files into its subfolder fit.")
+                                      "stray field of a relaxed single skyrmion from 30 % off, then reconstruct the "
+                                      "texture of the bundled single skyrmion from its Hz at 10 nm above and below "
+                                      "the film and compare it with the truth. Writes m_relaxed.ovf, one TIFF per "
+                                      "image and figure.png into -o, the fit's files into its subfolder fit, the "
+                                      "reconstructions' into reconstruct/top and reconstruct/bottom.")
     demo.add_argument("-o", "--out", default="mmrecon-output/demo", help=OUT_HELP.format("mmrecon-output/demo"))
     add_arguments(demo, RUN)
     demo.set_defaults(func=_demo)
@@ -471,15 +535,19 @@ class _Target:
         return self.image.shape if self.state is None else (self.state[1].ny, self.state[1].nx)
 
 
-def _read_target(args) -> _Target:
-    """``args.target``: a TIFF image (pixel size from the file, else ``--pixel-size``) or an OVF
-    state (``truth``: the material it names, else the declared defaults)."""
+def _read_target(path, pixel_size=None, states: bool = True) -> _Target:
+    """``path``: a TIFF image (pixel size from the file, else ``pixel_size``, the ``--pixel-size``
+    flag) or, with ``states``, an OVF state (``truth``: the material it names, else the declared
+    defaults)."""
     from .io import read_ovf, read_tiff
     from .workflows.layer_data import magnetization_from_field
     from .workflows.simulate import film_material
 
-    path = Path(args.target)
+    path = Path(path)
     if path.suffix.lower() in (".ovf", ".omf", ".ohf"):
+        if not states:
+            raise ValueError(f"{path}: a target here is a TIFF image; simulate the state's image first "
+                             "(mmrecon simulate)")
         field, grid, header = read_ovf(path, return_header=True)
         try:
             m, known = magnetization_from_field(field, header)
@@ -494,9 +562,9 @@ def _read_target(args) -> _Target:
     if image.ndim != 2:
         raise ValueError(f"{path}: a target is one 2-D image, got an array of shape {image.shape}")
     if pixel is None:
-        if args.pixel_size is None:
+        if pixel_size is None:
             raise ValueError(f"{path} has no physical pixel size: give --pixel-size (m)")
-        pixel = (args.pixel_size, args.pixel_size)
+        pixel = (pixel_size, pixel_size)
     known = meta.get("material") if isinstance(meta.get("material"), dict) else {}
     truth = {key: float(value) for key, value in known.items()
              if key in ("Ms", "A", "Ku", "D") and isinstance(value, (int, float))}
@@ -565,7 +633,7 @@ def _fit(args) -> int:
     from .workflows.fit_output import FILES, FittedImage, table_text, write_fit
     from .workflows.layer_data import magnetization_from_field
 
-    target = _read_target(args)
+    target = _read_target(args.target, args.pixel_size)
     grid = _fit_grid(args, target)
     measurement = _fit_measurement(args, target.meta)
     start = _material({}, args)
@@ -619,6 +687,119 @@ def _add_fit(sub) -> None:
     fit.set_defaults(func=_fit)
 
 
+# ----------------------------------------------------------------------------- reconstruct
+
+
+def _stack_measurements(args, targets: list[_Target], paths: list[str]) -> list:
+    """One measurement per target: from the flags and the file's metadata for one target
+    (``_fit_measurement``), from each file's metadata alone for several (a measurement flag is
+    then refused: it would describe them all alike)."""
+    if len(targets) == 1:
+        return [_fit_measurement(args, targets[0].meta)]
+    given = [OPTIONS[name].flag for name in MEASUREMENT_FLAGS if getattr(args, name) is not None]
+    if given:
+        raise ValueError(f"{given[0]} describes one target: with several targets each file's metadata gives its "
+                         "measurement (as mmrecon simulate writes it)")
+    measurements = []
+    for target, path in zip(targets, paths):
+        try:
+            measurements.append(_fit_measurement(args, target.meta))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return measurements
+
+
+def _check_stack(targets: list[_Target], paths: list[str]) -> None:
+    """``ValueError`` unless every target has the first one's pixels (a stack images one film)."""
+    first = targets[0]
+    for target, path in zip(targets[1:], paths[1:]):
+        if target.shape != first.shape or not np.allclose(target.pixel, first.pixel, rtol=1e-6, atol=0):
+            raise ValueError(f"{path} has {target.shape[1]} x {target.shape[0]} pixels of "
+                             f"{target.pixel[1] * 1e9:g} x {target.pixel[0] * 1e9:g} nm but {paths[0]} has "
+                             f"{first.shape[1]} x {first.shape[0]} of {first.pixel[1] * 1e9:g} x "
+                             f"{first.pixel[0] * 1e9:g} nm: the images of a stack are of one film")
+
+
+def _reconstruct(args) -> int:
+    """Reconstruct the magnetization texture behind one or several TIFF images of one film; write
+    the texture, its bias field, the simulated and residual images, a figure and a report."""
+    from .io import read_ovf
+    from .workflows.layer_data import magnetization_from_field
+    from .workflows.reconstruct import ReconstructOptions, reconstruct, validate
+    from .workflows.reconstruct_output import FILES, ReconstructedImages, write_reconstruction
+
+    targets = [_read_target(path, args.pixel_size, states=False) for path in args.targets]
+    _check_stack(targets, args.targets)
+    grid = _fit_grid(args, targets[0])
+    measurements = _stack_measurements(args, targets, args.targets)
+    material = _material(targets[0].truth, args)
+    options = ReconstructOptions(method=args.method, init=args.init, fit=tuple(args.reconstruct_fit or ()),
+                                 bias_strength=args.bias_strength, noise=args.noise, discrepancy=args.discrepancy,
+                                 max_iter=args.reconstruct_max_iter,
+                                 external_field=(0.0, 0.0, args.field) if args.field else None)
+    _check_options(args)
+    out = Path(args.out)
+    replaced = _check_outputs([out / name for name in FILES], [*args.targets, args.m0], args.overwrite)
+    m0 = m0_grid = None
+    if args.m0:
+        field, m0_grid, header = read_ovf(args.m0, return_header=True)
+        try:
+            m0, _ = magnetization_from_field(field, header)
+        except ValueError as exc:
+            raise ValueError(f"{args.m0}: {exc}") from None
+    images = validate([target.image for target in targets], grid, measurements, material, options, m0,
+                      targets[0].pixel, [target.meta.get("unit") or "" for target in targets], m0_grid,
+                      names=args.targets)
+    _set_threads(args)
+    names = tuple(target.name for target in targets)
+    start = f"from {args.m0}" if args.m0 else f"start: {options.init}"
+    print(f"reconstruction of {' + '.join(names)}: {grid.ny} x {grid.nx} x {grid.nz} cells of {grid.dx * 1e9:g} x "
+          f"{grid.dy * 1e9:g} x {grid.dz * 1e9:g} nm; {options.method} method, {start}"
+          + (f", fitting {', '.join(options.fit)}" if options.fit else "") + "; material "
+          + ", ".join(f"{key} = {getattr(material, key):g}" for key in ("Ms", "A", "Ku", "D")))
+    result = _run_with_bar(reconstruct(images, grid, measurements, material, options, m0), "reconstruct",
+                           args.quiet)
+    with _writing(out):
+        written = write_reconstruction(out, ReconstructedImages(result, images, grid, names, options),
+                                       f"mmrecon reconstruct: {' '.join(args.targets)}")
+        stale = [path for path in replaced if path.name not in written]  # an earlier run's bias field
+        for path in stale:
+            path.unlink()
+    if result.fit is not None:
+        print(result.fit.table())
+    print(f"{result.message}; {result.iterations} iterations, {result.timings['total']:.1f} s")
+    print(_wrote(out, written, [path for path in replaced if path not in stale])
+          + "".join(f"; removed the earlier {path.name}" for path in stale))
+    return 0 if result.converged else 1
+
+
+def _add_reconstruct(sub) -> None:
+    from .workflows.reconstruct_output import FILES
+
+    rec = sub.add_parser("reconstruct", help="the magnetization texture behind one or more stray-field or MFM "
+                                             "images of a film",
+                         description="Reconstruct the magnetization texture behind a stray-field or MFM image, or "
+                                     "behind several images of one film (several heights, both sides: one "
+                                     "measurement per file). Measurement flags not given come from the TIFF's "
+                                     "metadata (as mmrecon simulate writes it), else their defaults; with several "
+                                     "targets each file's metadata gives its measurement. The material comes from "
+                                     "the flags, else from the first target's metadata, else the defaults. Writes "
+                                     + ", ".join(FILES) + " (bias field: bias method only) into -o. Exit code 0 "
+                                     "when the residual reached its goal (the noise, or 1 % of the image RMS), 1 "
+                                     "when not (always for the fourier method, which has no goal). SI units.")
+    rec.add_argument("targets", nargs="+", metavar="target", help="TIFF image with its pixel size; several: one "
+                                                                  "film's images, each with its measurement in its "
+                                                                  "metadata")
+    add_arguments(rec, FIT_MEASUREMENT, from_input=FIT_MEASUREMENT[1:])
+    add_arguments(rec, MATERIAL_NAMES + ("field",), from_input=MATERIAL_NAMES)
+    add_arguments(rec, RECONSTRUCT)
+    rec.add_argument("--m0", help="OVF file with the starting magnetization (instead of --init)")
+    rec.add_argument("-o", "--out", default="mmrecon-output/reconstruct",
+                     help=OUT_HELP.format("mmrecon-output/reconstruct"))
+    add_arguments(rec, RUN)
+    rec.set_defaults(func=_reconstruct)
+
+
 # ----------------------------------------------------------------------------- arguments
 
 
@@ -633,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mmrecon", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_simulate, _add_relax, _add_fit):
+    for add in (_add_demo, _add_simulate, _add_relax, _add_fit, _add_reconstruct):
         add(sub)
     return parser
 

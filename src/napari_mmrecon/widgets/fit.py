@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
     ComboBox,
     Container,
     Label,
@@ -44,8 +43,7 @@ from qtpy.QtWidgets import (
     QStyledItemDelegate,
 )
 
-from ..backend import Grid, Material, MFMMeasurement, StrayFieldMeasurement
-from ..backend.forward.measurement import plane_distance
+from ..backend import Material
 from ..backend.inverse.parameter_fit import MATERIAL_PARAMETERS
 from ..workflows import layer_data
 from ..workflows.fit import (
@@ -59,19 +57,14 @@ from ..workflows.fit import (
     validate,
 )
 from ..workflows.options import OPTIONS
-from ..workflows.simulate import check_grid_size
 from .dock import ScrollableDock
-from .fields import field_for, parse_number, shown, si, unit_text
+from .fields import field_for, parse_number, si, unit_text
 from .layer_io import add_layers
 from .runner import JobPanel, Task
 from .section import Section, compact, reveal
-from .tip_fields import TipFields
+from .target_fields import FilmFields, MaterialFields, MeasurementFields
 
 TITLE = "Physics relaxation / fit"
-KINDS = ("stray field", "MFM")
-MFM_QUANTITIES = (("frequency shift (Hz)", "frequency_shift"), ("phase (deg)", "phase"))
-PARAMETERS = ("Ms", "A", "Ku", "D")
-"""The material parameters with a starting value and a "fit" box (options of ``workflows.options``)."""
 TABLE_COLUMNS = ("value", "± 1σ", "unit", "start")
 NO_START = "shaped from the target"
 
@@ -95,27 +88,17 @@ class FitWidget(Container):
         self.pixel_nm = field_for(OPTIONS["pixel_size"], "pixel size if none", value=0.0,
                                      tooltip="for layers without physical scale (0: refuse them)")
         # measurement
-        self.kind = ComboBox(choices=KINDS, value="stray field", label="measurement")
-        self.component = field_for(OPTIONS["component"], "field component")
-        self.height_nm = field_for(OPTIONS["height"], "height / lift", value=OPTIONS["heights"].default[0])
-        self.side = field_for(OPTIONS["side"], "side", choices=("top", "bottom"))
-        self.quantity = field_for(OPTIONS["quantity"], "MFM image", choices=MFM_QUANTITIES)
-        self.tip_fields = TipFields()
+        self.measurement_fields = MeasurementFields()
+        self.kind, self.component, self.height_nm, self.side, self.quantity = self.measurement_fields.widgets[:5]
+        self.tip_fields = self.measurement_fields.tip_fields
         self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q = self.tip_fields.widgets
         # film
-        self.nz = field_for(OPTIONS["nz"], "nz (cells)")
-        self.thickness_nm = field_for(OPTIONS["thickness"], "film thickness")
-        self.pbc = CheckBox(value=False, text="periodic in-plane")
+        self.film = FilmFields()
+        self.nz, self.thickness_nm, self.pbc = self.film.widgets
         # starting values and what to fit
-        self.values = {key: field_for(OPTIONS[key], key) for key in PARAMETERS}
-        fitted = OPTIONS["fit"].default
-        self.fitted = {key: CheckBox(value=key in fitted, text="fit") for key in PARAMETERS}
-        self.fitted["height"] = CheckBox(value="height" in fitted, text="height")
-        self.fitted["offset"] = CheckBox(value="offset" in fitted, text="image offset")
-        rows = [Container(widgets=[self.values[key], self.fitted[key]], layout="horizontal", labels=False,
-                          label=self.values[key].label, tooltip=self.values[key].tooltip) for key in PARAMETERS]
-        rows.append(Container(widgets=[self.fitted["height"], self.fitted["offset"]], layout="horizontal",
-                              labels=False, label="also fit"))
+        self.material_fields = MaterialFields(OPTIONS["fit"].default,
+                                              (("height", "height"), ("offset", "image offset")))
+        self.values, self.fitted = self.material_fields.values, self.material_fields.fitted
         # how to fit
         self.bias = field_for(OPTIONS["bias"], "bias field")
         self.bias_strength = field_for(OPTIONS["bias_strength"], "bias strength (× H_K)",
@@ -140,10 +123,9 @@ class FitWidget(Container):
         super().__init__(
             widgets=[
                 Section("Target", [self.target, self.pixel_nm]),
-                Section("Measurement", [self.kind, self.component, self.height_nm, self.side, self.quantity,
-                                        *self.tip_fields.widgets]),
-                Section("Film", [self.nz, self.thickness_nm, self.pbc]),
-                Section("Starting values", rows),
+                Section("Measurement", self.measurement_fields.widgets),
+                Section("Film", self.film.widgets),
+                Section("Starting values", self.material_fields.rows),
                 Section("Fit", [self.bias, self.bias_strength, self.optimizer, self.max_iter, self.relax_tol,
                                 self.start]),
                 self.panel,
@@ -152,8 +134,7 @@ class FitWidget(Container):
             labels=False,
         )
         compact(self)
-        for widget in (self.kind, self.tip, self.bias):
-            widget.changed.connect(self._update_visibility)
+        self.bias.changed.connect(self._update_visibility)
         self.target.changed.connect(self._fill_from_target)
         self.start.changed.connect(self._fill_from_start)
         self.copy_button.changed.connect(self.copy_table)
@@ -174,17 +155,8 @@ class FitWidget(Container):
                                      if layer_data.is_magnetization_layer(layer)]
 
     def _update_visibility(self) -> None:
-        mfm = self.kind.value == "MFM"
-        self.component.visible = not mfm
-        self.quantity.visible = mfm
-        self.tip_fields.set_visible(mfm)
+        self.measurement_fields.update_visibility()
         self.bias_strength.visible = self.bias.value != "none"
-
-    def _fill_film(self, grid: dict) -> None:
-        if all(isinstance(grid.get(key), (int, float)) for key in ("nz", "dz")):
-            self.nz.value = int(grid["nz"])
-            self.thickness_nm.value = shown(OPTIONS["thickness"], grid["nz"] * grid["dz"])
-            self.pbc.value = bool(grid.get("pbc", False))
 
     def _fill_from_target(self) -> None:
         """Measurement and film from the target's metadata, when a simulation made it."""
@@ -192,38 +164,26 @@ class FitWidget(Container):
         if layer is None:
             return
         meta = layer_data.mmrecon_metadata(layer)
-        self._fill_film(meta.get("grid") or {})
+        self.film.show(meta.get("grid") or {})
         measurement = measurement_from_metadata(meta)
-        if measurement is None:
-            return
-        self.height_nm.value = shown(OPTIONS["height"], plane_distance(measurement))
-        self.side.value = measurement.side
-        if isinstance(measurement, StrayFieldMeasurement):
-            self.kind.value, self.component.value = "stray field", measurement.component
-            return
-        self.kind.value, self.quantity.value = "MFM", measurement.quantity
-        self.tip_fields.show(measurement.tip, measurement.cantilever)
+        if measurement is not None:
+            self.measurement_fields.show(measurement)
 
     def _fill_from_start(self) -> None:
         """Film thickness and cells from a chosen starting magnetization."""
         if self.start.value is not None:
-            self._fill_film(layer_data.mmrecon_metadata(self.start.value).get("grid") or {})
+            self.film.show(layer_data.mmrecon_metadata(self.start.value).get("grid") or {})
 
     # ------------------------------------------------------------------ reading the fields
 
     def _measurement(self):
-        height, side = si(OPTIONS["height"], self.height_nm.value), self.side.value
-        if self.kind.value == "stray field":
-            return StrayFieldMeasurement(height=height, side=side, component=self.component.value)
-        tip, cantilever = self.tip_fields.read()
-        return MFMMeasurement(lift_height=height, side=side, tip=tip, cantilever=cantilever,
-                              quantity=self.quantity.value)
+        return self.measurement_fields.read()
 
     def _material(self) -> Material:
-        return Material(**{key: si(OPTIONS[key], self.values[key].value) for key in PARAMETERS})
+        return self.material_fields.read()
 
     def _options(self) -> FitOptions:
-        return FitOptions(fit=tuple(key for key, box in self.fitted.items() if box.value), bias=self.bias.value,
+        return FitOptions(fit=self.material_fields.names(), bias=self.bias.value,
                           bias_strength=self.bias_strength.value, optimizer=self.optimizer.value,
                           max_iter=self.max_iter.value,
                           relax_tol=parse_number(self.relax_tol.value, self.relax_tol.label))
@@ -234,13 +194,8 @@ class FitWidget(Container):
         if layer is None:
             raise ValueError("no target image: open a stray-field or MFM image (a TIFF, File > Open Sample)")
         image = np.asarray(layer.data, dtype=float)
-        dy, dx = layer_data.pixel_size(layer, si(OPTIONS["pixel_size"], self.pixel_nm.value) or None)
-        thickness = si(OPTIONS["thickness"], self.thickness_nm.value)
-        if not thickness > 0:
-            raise ValueError(f"film thickness must be > 0 nm, got {self.thickness_nm.value:g} nm")
-        grid = Grid(nx=image.shape[1], ny=image.shape[0], nz=self.nz.value, dx=dx, dy=dy,
-                    dz=thickness / self.nz.value, pbc=self.pbc.value, device="cpu")
-        return layer, image, check_grid_size(grid)
+        pixel = layer_data.pixel_size(layer, si(OPTIONS["pixel_size"], self.pixel_nm.value) or None)
+        return layer, image, self.film.grid(image.shape, pixel)
 
     def _prepare(self) -> Task:
         layer, image, grid = self._target()

@@ -1,5 +1,5 @@
-"""The PNG figures of ``mmrecon simulate`` / ``demo`` and of a fit, drawn in one way: maps in nm
-with a colour bar each (signed quantities on a diverging map centred on zero, magnitudes such as
+"""The PNG figures of ``mmrecon simulate`` / ``demo``, of a fit and of a reconstruction, drawn in one
+way: maps in nm with a colour bar each (signed quantities on a diverging map centred on zero, magnitudes such as
 |H| on a sequential one from zero), the loss history with whole-number iteration ticks, and the
 fitted parameters as a table. Matplotlib's Agg backend; a figure replaces its file only once it
 is complete (``io.files.atomic_output``).
@@ -89,6 +89,28 @@ def fit_figure(path, maps, grid, loss_history, table: tuple, note: str, title: s
     draw_loss(axes[4], loss_history)
     draw_table(axes[5], table, note)
     fig.suptitle(title)
+    save(fig, Path(path))
+
+
+def reconstruction_figure(path, rows, maps, grid, loss_history, note: str, title: str) -> None:
+    """PNG of a texture reconstruction: one row per image (``rows``: three ``(title, image, unit,
+    limit)`` each: target, simulated, residual), then a row of ``maps`` (up to two: m_z, the
+    bias field) and the loss history (none for an empty one), ``note`` under the title. Signed maps."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows) + 1, 3, figsize=(13, 3.6 * (len(rows) + 1)), layout="constrained",
+                             squeeze=False)
+    for ax, (name, image, unit, limit) in zip([ax for row in axes[:-1] for ax in row],
+                                              [panel for row in rows for panel in row]):
+        draw_map(fig, ax, image, grid, name, unit, True, limit)
+    last = list(axes[-1])
+    for ax, (name, image, unit, limit) in zip(last, maps):
+        draw_map(fig, ax, image, grid, name, unit, True, limit)
+    if len(loss_history):
+        draw_loss(last[2], loss_history)
+        last[2].set_ylabel("loss (normalized misfit + penalty)")
+    for ax in last[len(maps):2] + ([] if len(loss_history) else [last[2]]):
+        ax.axis("off")
+    fig.suptitle(f"{title}\n{textwrap.fill(note, 2 * NOTE_WIDTH)}")
     save(fig, Path(path))
 
 

@@ -102,6 +102,15 @@ def measurement_from_metadata(meta: dict):
     return None
 
 
+def measurement_metadata(measurement) -> dict:
+    """The metadata entries that describe a measurement (``side``, ``height``; an MFM's ``tip``
+    and ``cantilever``), as ``simulation`` writes them and ``measurement_from_metadata`` reads them."""
+    entries = {"side": measurement.side, "height": plane_distance(measurement)}
+    if isinstance(measurement, MFMMeasurement):
+        entries.update(tip=measurement.tip.to_dict(), cantilever=measurement.cantilever.to_dict())
+    return entries
+
+
 def parameter_units(measurement) -> dict:
     """SI unit of every fittable parameter (``offset`` in the image's units)."""
     return {**{name: OPTIONS[name].unit for name in MATERIAL_PARAMETERS + ("height",)}, "offset": measurement.units}
@@ -127,10 +136,7 @@ def validate(target, grid: Grid, measurement, init: Material, options: FitOption
     """
     check_measurement(measurement)
     image = check_target(target, grid, pixel_size)
-    if unit and unit != measurement.units:
-        kind = "a stray field" if isinstance(measurement, StrayFieldMeasurement) else f"an MFM {measurement.quantity}"
-        raise ValueError(f"the target is in {unit} but {kind} is in {measurement.units}: choose the measurement "
-                         "that made the image")
+    check_unit(unit, measurement)
     values = {}
     for name in MATERIAL_PARAMETERS:
         value = np.asarray(getattr(init, name), dtype=float)
@@ -142,6 +148,22 @@ def validate(target, grid: Grid, measurement, init: Material, options: FitOption
         raise ValueError("choose at least one parameter to fit")
     for name in ("fit", "bias", "bias_strength", "optimizer", "max_iter", "relax_tol"):
         check(name, getattr(options, name))
+    check_start(m0, grid, m0_grid)
+    return image
+
+
+def check_unit(unit: str, measurement, what: str = "the target") -> None:
+    """``ValueError`` when an image's known ``unit`` ("" if unknown) is not the measurement's (an
+    A/m image taken for an MFM image)."""
+    if unit and unit != measurement.units:
+        kind = "a stray field" if isinstance(measurement, StrayFieldMeasurement) else f"an MFM {measurement.quantity}"
+        raise ValueError(f"{what} is in {unit} but {kind} is in {measurement.units}: choose the measurement "
+                         "that made the image")
+
+
+def check_start(m0, grid: Grid, m0_grid: Grid | None = None) -> None:
+    """``ValueError`` for a starting magnetization ``m0`` ``(nz, ny, nx, 3)`` (None: none given)
+    that is not of the target's film ``grid``: its shape, and the cell sizes of ``m0_grid`` if given."""
     if m0 is not None and np.shape(m0) != grid.vector_shape:
         nz, ny, nx, _ = np.shape(m0) if np.ndim(m0) == 4 else (0, 0, 0, 0)
         raise ValueError(f"the starting magnetization has {nx} x {ny} x {nz} cells (x, y, z) but the target's "
@@ -149,7 +171,6 @@ def validate(target, grid: Grid, measurement, init: Material, options: FitOption
     if m0_grid is not None and not np.allclose(m0_grid.cell_size, grid.cell_size, rtol=1e-6, atol=0):
         raise ValueError(f"the starting magnetization has cells of {_nm(m0_grid.cell_size)} nm (x, y, z) but the "
                          f"target's film has {_nm(grid.cell_size)} nm")
-    return image
 
 
 def _nm(cell) -> str:

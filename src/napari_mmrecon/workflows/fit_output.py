@@ -12,13 +12,12 @@
 ``figure.png``        target, simulated, residual and m_z maps, the loss history and the table
                       (``figures.fit_figure``)
 
-Every file replaces its namesake only once it is complete (``io.files.atomic_output``); which
-files a caller may replace is the caller's decision (``mmrecon fit`` checks before it runs).
+Every file replaces its namesake only once it is complete (``output_files``); which files a caller
+may replace is the caller's decision (``mmrecon fit`` checks before it runs).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +25,9 @@ import numpy as np
 
 from . import layer_data
 from ..backend import Grid, Material
-from ..io import write_ovf, write_tiff
-from ..io.files import atomic_output
 from .figures import fit_figure
 from .fit import FitOptions, fit_record, measurement_quantity, parameter_units, start_values
+from .output_files import write_image, write_json, write_state, write_text
 
 FILES = ("fit.json", "fit_table.tsv", "m_fitted.ovf", "simulated.tif", "residual.tif", "figure.png")
 
@@ -86,12 +84,6 @@ def table_text(fitted: FittedImage) -> str:
     return "\n".join(line(cells) for cells in [header] + rows)
 
 
-def _write_text(path: Path, text: str) -> None:
-    """``text`` into ``path``, replacing it only once complete."""
-    with atomic_output(path) as temporary:
-        temporary.write_text(text)
-
-
 def write_fit(folder, fitted: FittedImage, source: str = "") -> list[str]:
     """Write ``FILES`` into ``folder`` (created if needed); return their names."""
     out = Path(folder)
@@ -100,17 +92,15 @@ def write_fit(folder, fitted: FittedImage, source: str = "") -> list[str]:
     record = fit_record(result, fitted.options)
     summary = {"schema": layer_data.SCHEMA_VERSION, **record, "start": fitted.start_values(),
                "true": dict(fitted.truth), "target": fitted.name, "grid": grid.to_dict()}
-    _write_text(out / "fit.json", json.dumps(layer_data.json_metadata(summary), indent=2))
-    _write_text(out / "fit_table.tsv", result.table() + "\n")
-    write_ovf(out / "m_fitted.ovf", result.m, grid, title="m",
-              desc=[f"mmrecon fit of {fitted.name}: {result.message}"]
-              + layer_data.ovf_description(layer_data.material_to_dict(result.material)))
+    write_json(out / "fit.json", summary)
+    write_text(out / "fit_table.tsv", result.table() + "\n")
+    write_state(out / "m_fitted.ovf", result.m, grid, result.material,
+                f"mmrecon fit of {fitted.name}: {result.message}")
     for stem, data, quantity in (("simulated", result.simulated, measurement_quantity(result.measurement)),
                                  ("residual", result.residual, "residual")):
         meta = layer_data.image_metadata((grid.dy, grid.dx), quantity, result.measurement.units, grid,
                                          result.material, source, target=fitted.name, fit=record)
-        write_tiff(out / f"{stem}.tif", data, (grid.dy, grid.dx),
-                   metadata={**layer_data.json_metadata(meta), "name": f"{fitted.name} {stem}"})
+        write_image(out / f"{stem}.tif", data, grid, meta, f"{fitted.name} {stem}")
     figure(out / "figure.png", fitted)
     return list(FILES)
 

@@ -38,6 +38,15 @@ fitted magnetization) add ``fit``: ``workflows.fit.fit_record`` of the result (i
 fit runs ``{"running": True, "stage", "iteration", "loss", "values"}``; the images also carry
 ``target`` (the name of the fitted image's layer or file).
 
+Layers made by the texture reconstruction (``reconstruction_layers``: the simulated image(s), the
+residual, the bias field's z component (quantity ``"H_bias_z"``, A/m) and the reconstructed
+magnetization) add ``reconstruction``: ``workflows.reconstruct.reconstruction_record`` of the result
+(``ReconstructionResult.to_dict()``: ``method``, ``init``, ``message``, ``misfit``, ``misfit_goal``,
+``noise``, ``converged``, ``cancelled``, ``iterations``, ``loss_history``, ``material``,
+``measurements``, a joint fit's ``fit``, ...; and the ``options``), or while it runs ``{"running":
+True, "stage", "iteration", "loss", "misfit"}``; the images also carry ``target`` (the names of the
+images reconstructed from). A stack of several images is one ``(nh, ny, nx)`` layer.
+
 Images with ``nz == 1`` (and their layers) are 2-D ``(ny, nx)``; thicker films give 3-D
 ``(nz, ny, nx)`` layers. ``translate`` puts the centre of pixel 0 at ``(dy/2, dx/2)`` nm, the
 cell centre of the backend's grid.
@@ -71,7 +80,7 @@ MIN_IN_PLANE = 0.25
 """Films of one layer: cells tilted less than ~15 degrees from the normal get no arrow (it would
 be a dot; the mz image shows them), so the arrows trace the walls and their chirality."""
 
-SIGNED_QUANTITIES = ("Hx", "Hy", "Hz", "frequency_shift", "phase", "mz", "residual")
+SIGNED_QUANTITIES = ("Hx", "Hy", "Hz", "frequency_shift", "phase", "mz", "residual", "H_bias_z")
 _LENGTH_UNITS = {"meter": 1.0, "millimeter": 1e3, "micrometer": 1e6, "nanometer": 1e9, "angstrom": 1e10,
                  "picometer": 1e12}
 """pint unit names (napari ``layer.units``) -> units per metre (exact integers: 5 um -> 5e-6 exactly)."""
@@ -358,6 +367,49 @@ def fit_layers(simulated, residual, grid: Grid, name: str, quantity: str, unit: 
             kwargs["metadata"][METADATA_KEY]["fit"] = fit
         out += state
     return out
+
+
+def reconstruction_layers(m, simulated, residual, bias_field, grid: Grid, name: str, quantity: str, unit: str,
+                          material, record: dict, measurement: dict | None = None, source: str = "") -> list[tuple]:
+    """Layer data tuples of a texture reconstruction (or of its state so far).
+
+    Parameters
+    ----------
+    m : ndarray (nz, ny, nx, 3)
+        The reconstructed magnetization.
+    simulated, residual : ndarray (ny, nx) or (nh, ny, nx)
+        Its image(s) and ``simulated - target``, in ``unit``.
+    bias_field : ndarray (nz, ny, nx, 3) or None
+        The bias field (A/m) whose equilibrium ``m`` is; its z component becomes an image.
+    grid : Grid
+    name : str
+        The target's name: layers ``"<name> reconstruction simulated"``, ``"<name> reconstruction
+        residual"``, ``"<name> reconstruction bias z"`` (with a bias field) and the magnetization
+        layers ``"<name> reconstructed m"`` (+ ``" arrows"``), in this order.
+    quantity, unit : str
+        What the images are (``"Hz"``, ``"A/m"``; ``""`` for a stack of several kinds).
+    material : Material or dict
+    record : dict
+        The ``reconstruction`` metadata entry (module docstring).
+    measurement : dict, optional
+        Metadata entries of the measurement of a single image (``side``, ``height``, ``tip``,
+        ``cantilever``) for the simulated image, so that it reads back as a target.
+    """
+    common = {"grid": grid, "material": material, "source": source, "target": name, "reconstruction": record}
+    pixel = (grid.dy, grid.dx)
+    out = [image_layer(simulated, pixel, f"{name} reconstruction simulated", quantity, unit, **common,
+                       **(measurement or {})),
+           image_layer(residual, pixel, f"{name} reconstruction residual", "residual", unit, **common)]
+    if bias_field is not None:
+        bias = np.asarray(bias_field)[..., 2]
+        data, kwargs, kind = image_layer(bias[0] if grid.nz == 1 else bias, pixel, f"{name} reconstruction bias z",
+                                         "H_bias_z", "A/m", **common)
+        kwargs.update(_spatial(grid, data.ndim))
+        out.append((data, kwargs, kind))
+    state = magnetization_layers(m, grid, material, name=f"{name} reconstructed m", source=source)
+    for _, kwargs, _ in state:
+        kwargs["metadata"][METADATA_KEY]["reconstruction"] = record
+    return out + state
 
 
 def pixel_size(layer, fallback: float | None = None) -> tuple[float, float]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ..backend.physics.grid import MU0
 from ..backend.inverse.optimizers import OPTIMIZERS
 from ..backend.inverse.parameter_fit import BIAS_OPTIONS, FITTABLE, PHYSICAL_RANGES
+from ..backend.inverse.reconstruction import DISCREPANCY, INITS, METHODS
 from .simulate import MAX_CELLS, MFM_QUANTITIES, OUTPUTS, SIDES, TEXTURES
 
 
@@ -35,7 +36,9 @@ class Option:
     part before a ":" names the quantity in messages; ``kind``: float, int, str or bool;
     ``choices``: the allowed values of a str option; ``minimum``, ``maximum``: the physical
     range, inclusive; ``display_unit``, ``display_scale``: the unit a widget shows and the factor
-    from SI to it (1e9 for nm).
+    from SI to it (1e9 for nm); ``cli``: the name of the command-line flag and of the option in
+    messages when it differs from ``name`` (two commands' options of one flag: the fit's
+    ``--fit`` and the reconstruction's); ``many``: one or more values although the default is None.
     """
 
     name: str
@@ -48,11 +51,23 @@ class Option:
     maximum: float | None = None
     display_unit: str = ""
     display_scale: float = 1.0
+    cli: str = ""
+    many: bool = False
+
+    @property
+    def takes_many(self) -> bool:
+        """Whether the option takes one or more values: a tuple default, or ``many``."""
+        return self.many or isinstance(self.default, tuple)
+
+    @property
+    def label(self) -> str:
+        """The option's name on the command line and in messages: ``cli``, else ``name``."""
+        return self.cli or self.name
 
     @property
     def flag(self) -> str:
         """The command-line flag, e.g. ``--tip-moment``."""
-        return "--" + self.name.replace("_", "-")
+        return "--" + self.label.replace("_", "-")
 
 
 def _physical(name: str, option_name: str, default, help: str, **display) -> Option:
@@ -62,6 +77,10 @@ def _physical(name: str, option_name: str, default, help: str, **display) -> Opt
 
 
 NM = {"display_unit": "nm", "display_scale": 1e9}
+RECONSTRUCTION_STARTS = tuple(start for start in INITS if start != "unet")
+"""The named starts of a reconstruction offered to users ("unet" waits for the trained network)."""
+RECONSTRUCTION_FITTABLE = tuple(name for name in FITTABLE if name != "offset")
+"""What a reconstruction may fit jointly with the texture (``reconstruct_texture(fit=...)``)."""
 MAX_N = math.isqrt(MAX_CELLS)
 """Largest texture grid side (cells) the simulator accepts in a single layer."""
 
@@ -119,6 +138,20 @@ _DECLARED = (
     Option("max_iter", 100, help="outer iterations per stage of the fit", kind=int, minimum=1, maximum=100_000),
     Option("relax_tol", 1e-8, "", "relaxation tolerance: the fit's relaxations stop at max |m x H|/Ms below it",
            minimum=1e-14, maximum=1.0),
+    # texture reconstruction
+    Option("method", "bias", help="reconstruction method: bias field, energy penalty or Fourier inversion", kind=str,
+           choices=METHODS),
+    Option("init", "estimate", help="start of the reconstruction: a texture estimated from the image, or uniform",
+           kind=str, choices=RECONSTRUCTION_STARTS),
+    Option("reconstruct_fit", None, help="material parameters (and the height) fitted jointly with the texture; "
+                                         "default none: the material is known", kind=str,
+           choices=RECONSTRUCTION_FITTABLE, cli="fit", many=True),
+    Option("noise", None, "", "noise level of the images, in their units (A/m, Hz or deg); default: estimated from "
+                              "each image", minimum=0.0),
+    Option("discrepancy", DISCREPANCY, "", "discrepancy factor: stop once the residual RMS is at most this times the "
+                                            "noise", minimum=1e-3, maximum=1e3),
+    Option("reconstruct_max_iter", 100, help="outer iterations of the reconstruction over all its stages", kind=int,
+           minimum=1, maximum=100_000, cli="max_iter"),
     # outputs
     Option("overwrite", False, help="replace existing output files (inputs are never replaced)", kind=bool),
     Option("quiet", False, help="no progress bar", kind=bool),
@@ -144,10 +177,10 @@ def check(name: str, value):
     option = OPTIONS[name]
     if value is None:
         return None
-    if isinstance(option.default, tuple):
+    if option.takes_many:
         values = (value,) if isinstance(value, (str, int, float)) else tuple(value)
         if not values:
-            raise ValueError(f"{name}: give at least one value")
+            raise ValueError(f"{option.label}: give at least one value")
         return tuple(_check_one(option, item) for item in values)
     return _check_one(option, value)
 
@@ -157,7 +190,7 @@ def _check_one(option: Option, value):
         return bool(value)
     if option.kind is str:
         if option.choices and value not in option.choices:
-            raise ValueError(f"{option.name} = {value!r} is not one of {', '.join(option.choices)}")
+            raise ValueError(f"{option.label} = {value!r} is not one of {', '.join(option.choices)}")
         return value
     number = _number(option, value)
     if not _inside(option, number):
@@ -175,19 +208,19 @@ def _number(option: Option, value):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{option.name} must be a number, got {value!r}") from None
+        raise ValueError(f"{option.label} must be a number, got {value!r}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{option.name} must be a finite number, got {value!r}")
+        raise ValueError(f"{option.label} must be a finite number, got {value!r}")
     if option.kind is int:
         if number != int(number):
-            raise ValueError(f"{option.name} must be a whole number, got {value!r}")
+            raise ValueError(f"{option.label} must be a whole number, got {value!r}")
         return int(number)
     return number
 
 
 def _range_message(option: Option, number) -> str:
     """Why ``number`` is refused: not positive where the option must be, or outside the range."""
-    value = f"{option.name} = {number!r}" + (f" {option.unit}" if option.unit else "")
+    value = f"{option.label} = {number!r}" + (f" {option.unit}" if option.unit else "")
     if number <= 0 < (option.minimum or 0):
         return f"the {option.help.split(':')[0]} must be > 0, got {value}"
     kind = "physical range" if option.unit else "range"
@@ -229,10 +262,10 @@ def add_arguments(parser, names, from_input=()) -> None:
         option = OPTIONS[name]
         given = name in from_input or option.default is None
         if option.kind is bool:
-            parser.add_argument(option.flag, action="store_true", help=option.help)
+            parser.add_argument(option.flag, dest=name, action="store_true", help=option.help)
             continue
-        parser.add_argument(option.flag, type=option.kind, choices=option.choices or None,
-                            nargs="+" if isinstance(option.default, tuple) else None,
+        parser.add_argument(option.flag, dest=name, type=option.kind, choices=option.choices or None,
+                            nargs="+" if option.takes_many else None,
                             default=None if given else option.default, help=help_text(option, name in from_input))
 
 

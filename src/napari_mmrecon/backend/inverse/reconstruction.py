@@ -287,7 +287,7 @@ def _bias_reconstruction(images, measurements, grid: Grid, values: dict, m_start
             if status == "misfit goal":
                 break
     except FitCancelled:
-        cancelled = True
+        cancelled, done = True, len(state.history)
     history.extend(state.history)
     return state, objective, weight, done, cancelled, status
 
