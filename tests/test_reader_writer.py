@@ -29,7 +29,8 @@ def test_manifest_is_valid_and_packaged_copy_is_the_same():
     manifest.validate_imports()
     assert manifest.name == PLUGIN
     assert {w.display_name for w in manifest.contributions.widgets} == {"Stray field / MFM simulator",
-                                                                       "Physics relaxation / fit"}
+                                                                       "Physics relaxation / fit",
+                                                                       "Texture reconstruction"}
     assert {s.key for s in manifest.contributions.sample_data} == {"skyrmion_lattice", "single_skyrmion"}
     # the installed plugin is the one in this checkout
     installed = PluginManifest.from_distribution(PLUGIN)
