@@ -25,7 +25,7 @@ from ..backend import Cantilever, Grid, Material, MFMMeasurement, StrayFieldMeas
 from ..backend.forward.mfm import tip_from_dict
 from ..backend.inverse.parameter_fit import MATERIAL_PARAMETERS, check_physical, check_target
 from ..backend.forward.measurement import check_measurement, plane_distance
-from .jobs import Job, Partial, Progress, relay
+from .jobs import Job, Progress, relay_snapshots
 from .options import OPTIONS, check
 
 COMPONENT_QUANTITIES = {"x": "Hx", "y": "Hy", "z": "Hz"}
@@ -237,17 +237,6 @@ def fit(target, grid: Grid, measurement, init: Material, options: FitOptions = F
                               cancel=cancel)
 
     yield Progress(0, 0, "fit: relaxing the starting state")
-    snapshots = relay(call, lambda snapshot: snapshot, cancel)
-    try:
-        while True:
-            try:
-                snapshot = next(snapshots)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield Progress(snapshot.iteration, 0, _describe(snapshot))
-            yield Partial(snapshot)
-    finally:
-        snapshots.close()
+    result = yield from relay_snapshots(call, cancel, lambda snapshot: Progress(snapshot.iteration, 0, _describe(snapshot)))
     yield Progress(1, 1, f"fit: {result.message} (misfit {result.misfit:.3e})")
     return result

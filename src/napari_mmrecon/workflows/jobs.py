@@ -120,3 +120,20 @@ def relay(call: Callable[[Callable[..., None]], Any], describe: Callable[..., Pr
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def relay_snapshots(call, cancel, progress_of):
+    """Run ``call(report)`` through ``relay`` and yield, for each snapshot it reports,
+    ``progress_of(snapshot)`` (a ``Progress``) and ``Partial(snapshot)``; returns ``call``'s result
+    (use with ``yield from``)."""
+    snapshots = relay(call, lambda snapshot: snapshot, cancel)
+    try:
+        while True:
+            try:
+                snapshot = next(snapshots)
+            except StopIteration as stop:
+                return stop.value
+            yield progress_of(snapshot)
+            yield Partial(snapshot)
+    finally:
+        snapshots.close()

@@ -32,7 +32,7 @@ from ..backend import Grid, Material, reconstruct_texture
 from ..backend.forward.measurement import check_measurement, plane_distance
 from ..backend.inverse.parameter_fit import MATERIAL_PARAMETERS, check_physical, check_target
 from .fit import check_start, check_unit
-from .jobs import Job, Partial, Progress, relay
+from .jobs import Job, Progress, relay_snapshots
 from .options import OPTIONS, check
 
 
@@ -241,17 +241,6 @@ def reconstruct(targets, grid: Grid, measurements, material: Material,
     start = {"bias": "relaxing the start under its bias field", "energy": "starting from the image",
              "fourier": "Fourier inversion"}[options.method]
     yield Progress(0, most, f"reconstruction: {start}")
-    snapshots = relay(call, lambda snapshot: snapshot, cancel)
-    try:
-        while True:
-            try:
-                snapshot = next(snapshots)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            yield Progress(min(snapshot.iteration, most), most, _describe(snapshot, most))
-            yield Partial(snapshot)
-    finally:
-        snapshots.close()
+    result = yield from relay_snapshots(call, cancel, lambda snapshot: Progress(min(snapshot.iteration, most), most, _describe(snapshot, most)))
     yield Progress(most, most, f"reconstruction: {result.message}")
     return result
