@@ -14,7 +14,8 @@ import pytest
 
 import napari_mmrecon as mm
 from napari_mmrecon._sample_data import sample_layers
-from napari_mmrecon.widgets.reconstruct import SEVERAL, ReconstructDock, ReconstructWidget
+from napari_mmrecon.widgets.reconstruct import ReconstructDock, ReconstructWidget
+from napari_mmrecon.widgets.target_fields import SEVERAL
 from napari_mmrecon.workflows import layer_data
 
 TOP, BOTTOM = "Hz top 10 nm", "Hz bottom 10 nm"

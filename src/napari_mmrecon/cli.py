@@ -1,12 +1,13 @@
 """The ``mmrecon`` console script: the same backend as the napari widgets, from a shell.
 
-Every subcommand is a pair: ``_add_<name>(subparsers)`` declares its arguments (the options'
-flags, help, defaults and units come from ``workflows.options``) and ``_<name>(args) -> exit
-code`` runs it (``demo``, ``simulate``, ``relax``, ``fit``, ``reconstruct``) in the same order: read the inputs
-and build the objects the flags describe (their constructors check themselves), check every
-option against its declared range, check every file it will write (``_check_outputs``: never an
-input, an existing file only with ``--overwrite``), then compute under a progress bar (``jobs``
-generators) and write. Units on the command line are SI (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m).
+Every subcommand is a pair: ``_add_<name>(subparsers)`` declares its arguments (the options' flags,
+help, defaults and units come from ``workflows.options``) and ``_<name>(args) -> exit code`` runs it
+(``demo``, ``simulate``, ``relax``, ``fit``, ``reconstruct``, ``dataset``, ``train``) in the same
+order: read the inputs and build the objects the flags describe (their constructors check
+themselves), check every option against its declared range, check every file it will write
+(``_check_outputs``: never an input, an existing file only with ``--overwrite``), then compute under
+a progress bar (``jobs`` generators) and write. Units on the command line are SI (m, A/m, J/m,
+J/m^3, J/m^2, Hz, N/m).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from .workflows.options import MATERIAL_NAMES, OPTIONS, add_arguments, check, de
 DESCRIPTION = ("Micromagnetic stray-field and MFM simulation, material-parameter fits and texture reconstruction "
                "from a shell. SI units (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m). A negative number may follow its "
                "flag (--D -3e-3) or be joined to it (--D=-3e-3). Results go to -o/--out: a folder of fixed file "
-               "names (demo, simulate, fit, reconstruct) or the OVF file (relax); an existing file is replaced "
-               "only with --overwrite, an input file never. Errors are one line and exit code 2.")
+               "names (demo, simulate, fit, reconstruct, train), the OVF file (relax) or a zarr dataset (dataset: "
+               "completed or extended, never replaced); an existing file is replaced only with --overwrite, an "
+               "input file never. Errors are one line and exit code 2.")
 OUT_HELP = "output folder (default {}); files of fixed names, see the description"
 STATE = ("texture", "n", "cell", "thickness", "nz", "radius", "spacing", "seed")
 PROBE = ("heights", "side", "outputs", "tip", "tip_moment", "tip_charge", "k", "f0", "Q")
@@ -38,7 +40,10 @@ MEASUREMENT_FLAGS = FIT_MEASUREMENT[1:-2]
 """The flags that describe how a target was measured (not its pixel size or film)."""
 RECONSTRUCT = ("method", "init", "reconstruct_fit", "bias_strength", "noise", "discrepancy", "reconstruct_max_iter")
 RUN = ("device", "threads", "quiet", "overwrite")
+TRAIN = ("epochs", "batch_size", "lr", "train_seed", "train_device")
 OVF_SUFFIXES = (".ovf", ".omf")
+DASK_TIMEOUT = 30
+"""Seconds ``mmrecon dataset --dask`` waits for the scheduler."""
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
 
 DEMO_SAMPLE = "skyrmion_lattice"
@@ -103,7 +108,7 @@ def _check_options(args) -> None:
     for name in OPTIONS:
         if hasattr(args, name):
             check(name, getattr(args, name))
-    if getattr(args, "device", None) == "cuda":
+    if "cuda" in (getattr(args, "device", None), getattr(args, "train_device", None)):
         import torch
 
         if not torch.cuda.is_available():
@@ -800,6 +805,129 @@ def _add_reconstruct(sub) -> None:
     rec.set_defaults(func=_reconstruct)
 
 
+# ----------------------------------------------------------------------------- dataset
+
+
+def _dask_client(address: str):
+    """A ``dask.distributed.Client`` of the scheduler at ``address``; ``ValueError`` without the
+    ``distributed`` package, ``OSError`` if the scheduler does not answer."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--dask needs the distributed package: pip install 'napari-mmrecon[dask]'") from None
+    return Client(address, timeout=DASK_TIMEOUT)
+
+
+def _dataset(args) -> int:
+    """Generate a synthetic dataset of relaxed textures and their images into a zarr store, or
+    complete (an interrupted run) or extend (a larger --n) the one there; never another dataset."""
+    import time
+
+    from .workflows.dataset import dataset, plan
+
+    _check_options(args)
+    if args.samples is None:
+        raise ValueError("give --n, the number of samples of the dataset")
+    out = Path(args.out)
+    run = plan(out, args.samples, args.dataset_seed, cells=args.cells, shard_size=args.shard_size)
+    recipe = run.recipe
+    client = _dask_client(args.dask) if args.dask else None
+    where = f"on the Dask cluster at {args.dask}" if client else f"{args.workers or os.cpu_count()} local process(es)"
+    print(f"dataset {out}: {args.samples} samples of {recipe.cells} x {recipe.cells} cells (seed {run.seed}, shards "
+          f"of {recipe.shard_size}, {run.complete} complete already), computed {where}")
+    start = time.perf_counter()
+    try:
+        data = _run_with_bar(dataset(out, args.samples, run.seed, recipe, workers=args.workers or None, client=client,
+                                     device=args.device), "dataset", args.quiet)
+    finally:
+        if client is not None:
+            client.close()
+    seconds = time.perf_counter() - start
+    complete = len(data.complete_rows)
+    unconverged = int(np.count_nonzero(~np.asarray(data.converged[:])[data.complete_rows]))
+    print(f"{out.resolve()}: {complete} of {len(data)} samples complete ({complete - run.complete} new in "
+          f"{seconds:.1f} s, {(complete - run.complete) / seconds:.2f} samples/s); {unconverged} not relaxed to the "
+          "tolerance within the iteration cap (kept, flagged in 'converged')")
+    return 0 if complete == len(data) else 1
+
+
+def _add_dataset(sub) -> None:
+    data = sub.add_parser("dataset", help="a synthetic dataset of relaxed textures and their images (zarr), for "
+                                          "training the U-Net",
+                          description="Relax random textures of random films (Ms, A, Ku, D, field, cell size, "
+                                      "thickness in the ranges of the dataset recipe) in batches (shards) and image "
+                                      "each from both sides at random heights as H_z and MFM frequency shift; write "
+                                      "them to a zarr store shard by shard. Run again on the same store to complete "
+                                      "an interrupted run, or with a larger --n to append; a store of another seed "
+                                      "or recipe is refused. Exit code 0 when every sample is complete. SI units.")
+    add_arguments(data, ("samples", "dataset_seed", "cells", "shard_size"),
+                  from_input=("dataset_seed", "cells", "shard_size"))
+    add_arguments(data, ("workers",))
+    data.add_argument("--dask", metavar="ADDRESS", help="compute the shards on the Dask cluster of this scheduler "
+                                                        "(e.g. tcp://host:8786) instead of local processes")
+    data.add_argument("-o", "--out", required=True, help="the dataset: a zarr folder (new, or a dataset to complete "
+                                                          "or extend)")
+    add_arguments(data, ("device", "quiet"))
+    data.set_defaults(func=_dataset)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _train(args) -> int:
+    """Train the U-Net on a synthetic dataset into a run folder; resume an unfinished run there.
+    Under ``torchrun`` every process runs this; only rank 0 prints and writes."""
+    import shlex
+
+    from .backend.learn.dataset_store import open_dataset
+    from .backend.learn.training import WEIGHTS, check_run_folder
+    from .workflows.train import TrainOptions, train
+
+    _check_options(args)
+    data, out = Path(args.data), Path(args.out)
+    check_run_folder(out, args.overwrite)
+    if _same_file(out, data) or data.resolve() in out.resolve().parents:
+        raise ValueError(f"{out} lies in the dataset {data}, which this command never writes into: choose another -o")
+    dataset = open_dataset(data)
+    _set_threads(args)
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.train_seed,
+                           device=args.train_device, overwrite=args.overwrite)
+    first = int(os.environ.get("RANK", "0")) == 0
+    if first:
+        print(f"training the U-Net on {data} ({len(dataset.complete_rows)} complete samples, {len(dataset.views)} "
+              f"views each) into {out}: {options.epochs} epochs, batches of {options.batch_size}, lr {options.lr:g}, "
+              f"seed {options.seed}")
+    command = shlex.join(["mmrecon", *sys.argv[1:]])
+    result = _run_with_bar(train(str(data), out, options, command), "train", args.quiet or not first)
+    if not first:
+        return 0
+    if result.cancelled:
+        print(f"stopped after {result.epochs} epochs; the run resumes from {out} when started again")
+        return 1
+    metrics = result.metrics
+    print(f"held-out: loss {metrics['val_loss']:.4f}, mean angle {metrics['val_angle_deg']:.1f} deg over "
+          f"{metrics['val_samples']} samples x all views; wrote {out / WEIGHTS} and the run's loss.csv, loss.png, "
+          "run.json")
+    return 0
+
+
+def _add_train(sub) -> None:
+    from .backend.learn.training import RUN_FILES
+
+    train = sub.add_parser("train", help="train the U-Net on a synthetic dataset (mmrecon dataset)",
+                           description="Train the U-Net that predicts the magnetization from one stray-field or MFM "
+                                       "image, on a synthetic dataset (zarr). Writes " + ", ".join(RUN_FILES)
+                                       + " into -o; an unfinished run there resumes from its last checkpoint (with "
+                                       "the same options), a finished one is replaced only with --overwrite. Uses "
+                                       "CUDA when present unless --device cpu; under torchrun (WORLD_SIZE > 1) it "
+                                       "trains data-parallel, one process per device.")
+    train.add_argument("--data", required=True, help="the dataset: a zarr store written by mmrecon dataset")
+    add_arguments(train, TRAIN)
+    train.add_argument("-o", "--out", default="mmrecon-output/train", help=OUT_HELP.format("mmrecon-output/train"))
+    add_arguments(train, ("threads", "quiet", "overwrite"))
+    train.set_defaults(func=_train)
+
+
 # ----------------------------------------------------------------------------- arguments
 
 
@@ -814,7 +942,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mmrecon", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_simulate, _add_relax, _add_fit, _add_reconstruct):
+    for add in (_add_demo, _add_simulate, _add_relax, _add_fit, _add_reconstruct, _add_dataset, _add_train):
         add(sub)
     return parser
 

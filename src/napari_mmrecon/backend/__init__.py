@@ -1,7 +1,8 @@
 """The torch backend, never importing napari or Qt, in rooms by job.
 
 ``runtime`` (tensor plumbing) <- ``physics`` (the model) <- ``solvers`` (minimization, LLG,
-equilibria) <- ``forward`` (stray field, MFM) <- ``inverse`` (fits and studies); ``measured``
+equilibria) <- ``forward`` (stray field, MFM) <- ``learn`` (the U-Net, its synthetic data and
+training) <- ``inverse`` (fits, reconstruction and studies); ``measured``
 prepares measured images. Each room imports only from the rooms before it. The public functions
 are re-exported here and at the package top (``napari_mmrecon``).
 """
@@ -17,6 +18,7 @@ from .forward.mfm import (
     phase_from_frequency_shift,
 )
 from .forward.stray import StrayFieldMeasurement, stray_field, stray_field_projection
+from .learn.predict import UNetExtrapolationWarning, UNetPrediction, unet_predict
 from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
 from .inverse.reconstruction import ReconstructionProgress, ReconstructionResult, reconstruct_texture
 from .inverse.texture_metrics import TextureMetrics, texture_metrics
@@ -30,6 +32,7 @@ __all__ = [
     "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "add_noise",
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
     "StrayFieldMeasurement", "stray_field", "stray_field_projection",
+    "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
     "FitProgress", "FitResult", "fit_parameters",
     "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
     "textures", "skyrmion_radius", "topological_charge",

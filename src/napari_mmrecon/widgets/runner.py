@@ -47,7 +47,8 @@ Errors
 
 Attributes for callers and tests: ``run_button``, ``cancel_button``, ``progress``, ``status``
 (magicgui widgets), ``is_running``, ``worker`` (the running ``GeneratorWorker`` or None),
-``run()`` (what the Run button does, returns whether a job started), ``cancel()`` and
+``run()`` (what the Run button does, returns whether a job started), ``start(prepare)`` (the
+same for another button's ``prepare``), ``cancel()`` and
 ``report_error(exc)`` (the notification of the Errors paragraph, for checks outside a run).
 """
 
@@ -157,11 +158,16 @@ class JobPanel(Container):
 
     def run(self) -> bool:
         """Start a job as the Run button does; False (with a notification) if none started."""
+        return self.start(self._prepare)
+
+    def start(self, prepare: Callable[[], Task]) -> bool:
+        """Start the job that ``prepare`` (instead of the panel's own) returns, in this panel, as
+        ``run`` does (a second button of a widget: its progress, Cancel and errors are the panel's)."""
         if self.is_running:
             show_warning(f"{self.title} is already running: wait for it to finish or press Cancel")
             return False
         try:
-            task = self._prepare()
+            task = prepare()
         except Exception as exc:  # ValueError: bad input; anything else: a bug, still no dialog
             self.report_error(exc)
             return False

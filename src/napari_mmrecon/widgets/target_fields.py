@@ -1,14 +1,20 @@
-"""The inputs that describe a target image, shared by the fit and the reconstruction widgets: what
-it measures (``MeasurementFields``), the film it images (``FilmFields``) and the material with a
-"fit" box per parameter (``MaterialFields``). Labels, units, defaults and tooltips come from
+"""The inputs that describe a target image, shared by the fit, the reconstruction and the U-Net
+widgets: what it measures (``MeasurementFields``), the film it images (``FilmFields``), the
+material with a "fit" box per parameter (``MaterialFields``, and ``material_choices``: the layers
+that carry one), and the choice of one or several target layers with all of these filled from
+their metadata (``TargetImages``). Labels, units, defaults and tooltips come from
 ``workflows.options`` (``fields.field_for``); ``read`` methods give SI backend objects."""
 
 from __future__ import annotations
 
-from magicgui.widgets import CheckBox, ComboBox, Container
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, Select
+from napari.layers import Image
 
 from ..backend import Grid, Material, MFMMeasurement, StrayFieldMeasurement
 from ..backend.forward.measurement import plane_distance
+from ..workflows import layer_data
+from ..workflows.fit import measurement_from_metadata
 from ..workflows.options import OPTIONS
 from ..workflows.simulate import check_grid_size
 from .fields import field_for, shown, si
@@ -18,6 +24,8 @@ KINDS = ("stray field", "MFM")
 MFM_QUANTITIES = (("frequency shift (Hz)", "frequency_shift"), ("phase (deg)", "phase"))
 PARAMETERS = ("Ms", "A", "Ku", "D")
 """The material parameters with a value field and a "fit" box."""
+TYPED = "the fields below"
+SEVERAL = "several targets: each image's measurement comes from its metadata"
 
 
 class MeasurementFields:
@@ -122,3 +130,101 @@ class MaterialFields:
         for key in PARAMETERS:
             if isinstance(values.get(key), (int, float)) and not isinstance(values.get(key), bool):
                 self.values[key].value = shown(OPTIONS[key], float(values[key]))
+
+
+def scalar_material(meta: dict) -> bool:
+    """Whether a layer's metadata name Ms, A, Ku and D as numbers."""
+    material = meta.get("material") or {}
+    return all(isinstance(material.get(key), (int, float)) and not isinstance(material.get(key), bool)
+               for key in PARAMETERS)
+
+
+def material_choices(viewer) -> list:
+    """The choices of a "material from" box: the fields themselves (None), then every layer whose
+    metadata name Ms, A, Ku and D."""
+    return [(TYPED, None)] + [(layer.name, layer) for layer in viewer.layers
+                              if scalar_material(layer_data.mmrecon_metadata(layer))]
+
+
+class TargetImages:
+    """The target Image layers (one, or several of one film: Ctrl-click), a pixel size for layers
+    without physical scale, a single target's measurement and the film, filled in from the
+    first target's metadata when the choice changes.
+
+    ``targets`` (the list), ``pixel_nm``, ``several`` (the line shown instead of the measurement
+    fields for several targets), ``measurement_fields``, ``film``; ``read`` gives ``(layers,
+    images, grid, measurements)``.
+    """
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+        self.targets = Select(choices=self._choices, label="target images",
+                              tooltip="one image, or several images of one film (Ctrl-click), each with its "
+                                      "measurement in its metadata")
+        self.pixel_nm = field_for(OPTIONS["pixel_size"], "pixel size if none", value=0.0,
+                                  tooltip="for layers without physical scale (0: refuse them)")
+        self.measurement_fields = MeasurementFields()
+        self.several = Label(value=SEVERAL)
+        self.several.native.setWordWrap(True)
+        self.film = FilmFields()
+        self.targets.changed.connect(self.fill)
+
+    def _choices(self, _widget=None) -> list:
+        """2-D Image layers that are not magnetization layers."""
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, Image) and not layer.rgb and layer.ndim == 2
+                and not layer_data.is_magnetization_layer(layer)]
+
+    def select_first(self) -> None:
+        """Choose the first image if none is chosen."""
+        if not self.targets.value and self.targets.choices:
+            self.targets.value = [self.targets.choices[0]]
+
+    def update_visibility(self) -> None:
+        """The measurement fields for one target, the ``several`` line for more."""
+        several = len(self.targets.value) > 1
+        self.several.visible = several
+        for widget in self.measurement_fields.widgets:
+            widget.visible = not several
+        if not several:
+            self.measurement_fields.update_visibility()
+
+    def fill(self) -> None:
+        """Film from the first target's metadata; a single target's measurement from its metadata."""
+        layers = list(self.targets.value)
+        self.update_visibility()
+        if not layers:
+            return
+        meta = layer_data.mmrecon_metadata(layers[0])
+        self.film.show(meta.get("grid") or {})
+        measurement = measurement_from_metadata(meta)
+        if len(layers) == 1 and measurement is not None:
+            self.measurement_fields.show(measurement)
+
+    def read(self):
+        """``(layers, images, grid, measurements)`` of the chosen targets: the images float64 ``(ny,
+        nx)``, their film (the pixel size of the layers, one for all) and a measurement per image (the
+        fields' for one target, each layer's metadata for several); ``ValueError`` naming the problem."""
+        layers = list(self.targets.value)
+        if not layers:
+            raise ValueError("no target image: open a stray-field or MFM image (a TIFF, File > Open Sample) and "
+                             "choose it")
+        fallback = si(OPTIONS["pixel_size"], self.pixel_nm.value) or None
+        pixels = [layer_data.pixel_size(layer, fallback) for layer in layers]
+        for layer, pixel in zip(layers[1:], pixels[1:]):
+            if not np.allclose(pixel, pixels[0], rtol=1e-6, atol=0):
+                raise ValueError(f"target {layer.name!r} has pixels of {pixel[1] * 1e9:g} x {pixel[0] * 1e9:g} nm "
+                                 f"but {layers[0].name!r} of {pixels[0][1] * 1e9:g} x {pixels[0][0] * 1e9:g} nm: the "
+                                 "images of a stack are of one film")
+        images = [np.asarray(layer.data, dtype=float) for layer in layers]
+        grid = self.film.grid(images[0].shape, pixels[0])
+        if len(layers) == 1:
+            return layers, images, grid, [self.measurement_fields.read()]
+        measurements = []
+        for layer in layers:
+            measurement = measurement_from_metadata(layer_data.mmrecon_metadata(layer))
+            if measurement is None:
+                raise ValueError(f"target {layer.name!r} does not say how it was measured (quantity, height and side "
+                                 "in its metadata): reconstruct it alone, with the measurement fields")
+            measurements.append(measurement)
+        return layers, images, grid, measurements

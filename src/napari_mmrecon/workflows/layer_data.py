@@ -47,6 +47,10 @@ magnetization) add ``reconstruction``: ``workflows.reconstruct.reconstruction_re
 True, "stage", "iteration", "loss", "misfit"}``; the images also carry ``target`` (the names of the
 images reconstructed from). A stack of several images is one ``(nh, ny, nx)`` layer.
 
+The magnetization layers of a U-Net prediction (``workflows.unet.unet_layers``) add ``unet``:
+``UNetResult.to_dict()`` (``method``, ``weights``, ``extrapolated``: one line per quantity outside
+the training ranges, ``notes``, ``measurements``, ``material``, ``seconds``) and ``target``.
+
 Images with ``nz == 1`` (and their layers) are 2-D ``(ny, nx)``; thicker films give 3-D
 ``(nz, ny, nx)`` layers. ``translate`` puts the centre of pixel 0 at ``(dy/2, dx/2)`` nm, the
 cell centre of the backend's grid.

@@ -130,6 +130,32 @@ def validate(targets, grid: Grid, measurements, material: Material, options: Rec
     joint fit that is not of one image by the bias method; an ``m0`` ``(nz, ny, nx, 3)`` of
     another grid (its shape, and the cell sizes of ``m0_grid`` if given).
     """
+    checked = check_images(targets, grid, measurements, pixel_size, units, names)
+    values = material_values(material)
+    if not values["Ku"] > 0:
+        raise ValueError(f"Ku = {values['Ku']:g} J/m^3: the reconstruction needs Ku > 0 (a perpendicular film; its "
+                         "bias is in units of the anisotropy field 2 Ku / (mu0 Ms))")
+    check("method", options.method)
+    check("init", options.init)
+    fitted = check("reconstruct_fit", tuple(options.fit) or None) or ()
+    if len(set(fitted)) != len(fitted):
+        raise ValueError(f"fit names a parameter twice: {' '.join(fitted)}")
+    if fitted and (len(checked) > 1 or options.method != "bias"):
+        raise ValueError("a joint fit of the material takes one image and the bias method")
+    for key, name in (("bias_strength", "bias_strength"), ("noise", "noise"), ("discrepancy", "discrepancy"),
+                      ("max_iter", "reconstruct_max_iter")):
+        check(name, getattr(options, key))
+    check_start(m0, grid, m0_grid)
+    return checked
+
+
+def check_images(targets, grid: Grid, measurements, pixel_size=None, units=None, names=None) -> np.ndarray:
+    """The images of ``validate``, checked with their measurements, as float64 ``(nh, ny, nx)``.
+
+    ``ValueError`` names the image (``names[i]``, else "target" / "image i") and its problem: a
+    measurement that is not one or a height outside the physical range, a wrong shape, NaN, a
+    constant image, a ``pixel_size`` ``(dy, dx)`` (m) other than the grid's, a known unit
+    (``units[i]``, "" if unknown) other than its measurement's."""
     images, measurements = as_stack(targets, measurements)
     names = list(names) if names is not None else [f"image {i + 1}" if len(images) > 1 else "target"
                                                    for i in range(len(images))]
@@ -143,6 +169,12 @@ def validate(targets, grid: Grid, measurements, material: Material, options: Rec
             check_unit(unit, measurement, "the image")
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
+    return np.stack(checked)
+
+
+def material_values(material: Material) -> dict:
+    """``{"Ms", "A", "Ku", "D"}`` of ``material`` as floats (SI); ``ValueError`` for a map (one number
+    each here) or a value outside the physical range."""
     values = {}
     for key in MATERIAL_PARAMETERS:
         value = np.asarray(getattr(material, key), dtype=float)
@@ -150,21 +182,7 @@ def validate(targets, grid: Grid, measurements, material: Material, options: Rec
             raise ValueError(f"{key} must be one number here, got a map of shape {value.shape}")
         values[key] = float(value)
     check_physical(values)
-    if not values["Ku"] > 0:
-        raise ValueError(f"Ku = {values['Ku']:g} J/m^3: the reconstruction needs Ku > 0 (a perpendicular film; its "
-                         "bias is in units of the anisotropy field 2 Ku / (mu0 Ms))")
-    check("method", options.method)
-    check("init", options.init)
-    fitted = check("reconstruct_fit", tuple(options.fit) or None) or ()
-    if len(set(fitted)) != len(fitted):
-        raise ValueError(f"fit names a parameter twice: {' '.join(fitted)}")
-    if fitted and (len(images) > 1 or options.method != "bias"):
-        raise ValueError("a joint fit of the material takes one image and the bias method")
-    for key, name in (("bias_strength", "bias_strength"), ("noise", "noise"), ("discrepancy", "discrepancy"),
-                      ("max_iter", "reconstruct_max_iter")):
-        check(name, getattr(options, key))
-    check_start(m0, grid, m0_grid)
-    return np.stack(checked)
+    return values
 
 
 # ----------------------------------------------------------------------------- records

@@ -111,6 +111,16 @@ def bias_shape(estimate: PerpendicularEstimate, border: int = 2) -> np.ndarray:
     return b / scale if scale > 0 else b
 
 
+def texture_bias_shape(m: np.ndarray) -> np.ndarray:
+    """Bias shape from a starting texture ``m (nz, ny, nx, 3)`` (e.g. the U-Net's): its layer-mean
+    ``m_z`` minus the median, smoothed over about a cell and scaled to max ``|shape| = 1``; ``(ny, nx)``.
+    It holds the start's skyrmions and domains where they are, as ``bias_shape`` does for an estimate."""
+    mz = np.asarray(m, dtype=float)[..., 2].mean(axis=0)
+    b = ndimage.gaussian_filter(mz - np.median(mz), sigma=1.0, mode="nearest")
+    scale = np.abs(b).max()
+    return b / scale if scale > 0 else b
+
+
 def bias_from_shape(shape: np.ndarray, grid: Grid, strength: float, Ms: float, Ku: float) -> np.ndarray:
     """Bias field ``strength * 2 Ku / (mu0 Ms) * shape`` along z, ``(nz, ny, nx, 3)`` in A/m."""
     h = np.zeros(grid.vector_shape)
