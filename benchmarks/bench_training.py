@@ -14,6 +14,10 @@ state of an epoch). The one-time cost of building a 64 x 64 operator is reported
 ``inference``: one 512 x 512 image (``predict_m``: padding, network, normalization) in eval mode
 without gradients, for the default network and smaller ones; the goal is < 0.5 s on 2 cores.
 Median over ``--repeats`` calls after one warm-up, with each network's weight size in MB.
+
+``tiles``: ``mm.unet_predict`` with the shipped weights, the whole user path (checks, levelling,
+padding, network, blending), on a 512 x 512 image (one tile) and a 2048 x 2048 image (25
+overlapping tiles of 512 x 512); one call each after a warm-up.
 """
 
 from __future__ import annotations
@@ -107,12 +111,30 @@ def inference(repeats: int) -> dict:
     return results
 
 
+def tiles() -> dict:
+    import napari_mmrecon as mm
+
+    results = {}
+    meas = mm.StrayFieldMeasurement(height=10e-9, side="top", component="z")
+    for n in (512, 2048):
+        grid = mm.Grid(nx=n, ny=n, nz=1, dx=2e-9, dy=2e-9, dz=1e-9)
+        image = np.random.default_rng(0).standard_normal((n, n))
+        mm.unet_predict(image[:512, :512], mm.Grid(nx=512, ny=512, nz=1, dx=2e-9, dy=2e-9, dz=1e-9), meas)
+        started = time.perf_counter()
+        _, info = mm.unet_predict(image, grid, meas, return_info=True)
+        seconds = time.perf_counter() - started
+        results[f"{n}x{n}"] = {"seconds": seconds, "notes": info.notes}
+        print(f"unet_predict {n} x {n}: {seconds:.2f} s ({'; '.join(info.notes[1:]) or 'one tile'})")
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--parts", nargs="+", choices=("train", "inference"), default=["train", "inference"])
+    parser.add_argument("--parts", nargs="+", choices=("train", "inference", "tiles"),
+                        default=["train", "inference", "tiles"])
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -122,6 +144,8 @@ def main():
         results["train"] = train(args.batch_sizes, args.repeats)
     if "inference" in args.parts:
         results["inference"] = inference(args.repeats)
+    if "tiles" in args.parts:
+        results["tiles"] = tiles()
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

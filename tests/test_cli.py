@@ -43,15 +43,19 @@ def test_demo_writes_state_fields_mfm_and_figure(tmp_path, capsys):
     assert [line.split()[0] for line in table[1:5]] == ["Ms", "A", "Ku", "D"]
     assert "mmrecon fit " in text
     # then it reconstructs the single skyrmion's texture from either side and compares it with the truth
-    for side in ("top", "bottom"):
-        assert sorted(path.name for path in (out / "reconstruct" / side).iterdir()) == sorted(RECONSTRUCTION_FILES)
-    rows = {line.split()[0]: line for line in text[text.index("side "):].splitlines()[1:3]}
+    for folder in ("top", "bottom", "bottom-unet"):
+        assert sorted(path.name for path in (out / "reconstruct" / folder).iterdir()) == sorted(RECONSTRUCTION_FILES)
+    rows = {line.split()[0]: line for line in text[text.index("run "):].splitlines()[1:4]}
     assert "reconstructed after" in rows["top"] and "not converged" in rows["bottom"]
     top = json.loads((out / "reconstruct" / "top" / "report.json").read_text())
     assert top["converged"] and top["metrics"]["angle_error"] < 1 and top["metrics"]["mz_correlation"] > 0.99
     bottom = json.loads((out / "reconstruct" / "bottom" / "report.json").read_text())
     assert not bottom["converged"] and bottom["metrics"]["mz_correlation"] < 0.5
-    assert "that is where physics alone fails" in text
+    assert "physics alone ends far from the truth" in text
+    # and from below again, started from the U-Net's prediction (the hybrid), reported beside it
+    hybrid = json.loads((out / "reconstruct" / "bottom-unet" / "report.json").read_text())
+    assert hybrid["init"] == "unet" and "bottom-unet" in rows
+    assert f"it ends {hybrid['metrics']['angle_error']:.3g} deg from the truth" in text
 
 
 def test_simulate_texture_with_relaxation(tmp_path, capsys):

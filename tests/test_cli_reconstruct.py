@@ -147,7 +147,7 @@ def test_bad_input_is_one_line_and_exit_2(targets, tmp_path, capsys):
         assert err.startswith("mmrecon reconstruct: error: ") and err.count("\n") == 1, (arguments, err)
         assert message in err, (arguments, err)
     assert not (tmp_path / "out").exists()
-    for arguments in (["--init", "unet"], ["--fit", "offset"], ["--method", "magic"]):
+    for arguments in (["--init", "neural"], ["--fit", "offset"], ["--method", "magic"]):
         with pytest.raises(SystemExit) as done:
             main(["reconstruct", top, *arguments])
         assert done.value.code == 2 and "invalid choice" in capsys.readouterr().err
@@ -159,7 +159,7 @@ def test_help_names_the_options_with_units_and_defaults(capsys, monkeypatch):
         main(["reconstruct", "--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    for part in ("--method {bias,energy,fourier}", "--init {uniform,estimate}", "--fit {Ms,A,Ku,D,height}",
+    for part in ("--method {bias,energy,fourier}", "--init {uniform,estimate,unet}", "--fit {Ms,A,Ku,D,height}",
                  "outer iterations of the reconstruction over all its stages (default 100)",
                  "--m0 M0", "--max-iter", "--noise NOISE", "--discrepancy DISCREPANCY", "--bias-strength",
                  "saturation magnetization (A/m, default: from the input file, else 580000)",

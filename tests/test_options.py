@@ -61,7 +61,7 @@ def test_reconstruction_defaults_agree_with_the_backend_and_reconstruct_options(
                          ("noise", "noise"), ("discrepancy", "discrepancy"), ("max_iter", "reconstruct_max_iter")):
         assert OPTIONS[option].default == backend[name] == options[name], name
     assert backend["fit"] == options["fit"] == () and OPTIONS["reconstruct_fit"].default is None
-    assert "unet" not in OPTIONS["init"].choices  # offered once the trained network ships
+    assert "unet" in OPTIONS["init"].choices  # the shipped network (weights/unet.pt) starts the hybrid
 
 
 def test_two_commands_share_a_flag_and_messages_name_it():

@@ -14,7 +14,7 @@ import pytest
 
 import napari_mmrecon as mm
 from napari_mmrecon._sample_data import sample_layers
-from napari_mmrecon.widgets.reconstruct import ReconstructDock, ReconstructWidget
+from napari_mmrecon.widgets.reconstruct import STARTS, ReconstructDock, ReconstructWidget
 from napari_mmrecon.widgets.target_fields import SEVERAL
 from napari_mmrecon.workflows import layer_data
 
@@ -175,7 +175,7 @@ def test_several_targets_material_from_a_layer_and_the_plugin_menu(make_napari_v
     assert widget.targets.value == [viewer.layers[TOP]]  # the first image, once there is one
     assert [c.name for c in widget.targets.choices] == [layer.name for layer in viewer.layers
                                                         if layer.name.startswith(("Hz", "MFM"))]
-    assert widget.start.choices[2:] == (viewer.layers["m (truth)"], viewer.layers["m (truth) arrows"])
+    assert widget.start.choices[len(STARTS):] == (viewer.layers["m (truth)"], viewer.layers["m (truth) arrows"])
     widget.targets.value = [viewer.layers[TOP], viewer.layers[BOTTOM]]
     assert widget.several.value == SEVERAL and widget.several.native.isVisibleTo(widget.native)
     assert not widget.measurement_fields.height_nm.native.isVisibleTo(widget.native)

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,9 @@ DEMO_RECONSTRUCT_MAX_ITER = 5
 ``DEMO_RECONSTRUCT_HEIGHT`` on either side (bias method, start estimated from the image), at most
 this many outer iterations each: the strong side converges in 3, the weak side would run on for
 minutes without getting the texture right."""
+DEMO_RECONSTRUCTIONS = (("top", "top", "estimate"), ("bottom", "bottom", "estimate"),
+                        ("bottom-unet", "bottom", "unet"))
+"""The demo's reconstructions: ``(output folder, side, start)``; the last is the hybrid on the weak side."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -306,7 +309,7 @@ def _demo(args) -> int:
     out = Path(args.out)
     files = ([out / name for name in ["m_relaxed.ovf", *_image_files(probe), "figure.png"]]
              + [out / "fit" / name for name in _image_files(fit_probe) + list(FIT_FILES)]
-             + [out / "reconstruct" / side / name for side in ("top", "bottom") for name in output_files("bias")])
+             + [out / "reconstruct" / folder / name for folder, *_ in DEMO_RECONSTRUCTIONS for name in output_files("bias")])
     replaced = _check_outputs(files, [SAMPLES[DEMO_SAMPLE].path, SAMPLES[DEMO_RECONSTRUCT_SAMPLE].path],
                               args.overwrite)
     _set_threads(args)
@@ -382,28 +385,31 @@ def _demo_reconstruct(out: Path, args, replaced: list[Path]) -> bool:
           f"{grid.dx * 1e9:g} nm) from its Hz at {DEMO_RECONSTRUCT_HEIGHT * 1e9:g} nm above (top) or below (bottom) "
           f"the film, {options.method} method, start estimated from the image, at most {options.max_iter} iterations")
     outcomes = {}
-    for side in ("top", "bottom"):
+    for folder, side, init in DEMO_RECONSTRUCTIONS:
         image = images[side]
         measurement = StrayFieldMeasurement(height=image.height, side=side, component="z")
-        result = _run_with_bar(reconstruct(image.data, grid, measurement, material, options),
-                               f"demo: reconstruct ({side})", args.quiet)
+        run = options if init == options.init else replace(options, init=init)
+        result = _run_with_bar(reconstruct(image.data, grid, measurement, material, run),
+                               f"demo: reconstruct ({folder})", args.quiet)
         metrics = texture_metrics(result.m, m_true, grid)
         with _writing(out):
-            written = write_reconstruction(out / side, ReconstructedImages(result, image.data[None], grid,
-                                                                            (image.name,), options, metrics), source)
-        outcomes[side] = (image, result, metrics, written)
-    print(f"{'side':<8}{'contrast':>12}{'residual':>10}{'angle error':>13}{'m_z corr.':>11}{'charge':>8}  how it ended")
-    for side, (image, result, q, _) in outcomes.items():
-        print(f"{side:<8}{np.ptp(image.data) / 1e3:>8.3g} kA/m{np.sqrt(result.misfit):>9.2%} {q.angle_error:>8.3g} deg"
+            written = write_reconstruction(out / folder, ReconstructedImages(result, image.data[None], grid,
+                                                                              (image.name,), run, metrics), source)
+        outcomes[folder] = (image, result, metrics, written)
+    print(f"{'run':<13}{'contrast':>12}{'residual':>10}{'angle error':>13}{'m_z corr.':>11}{'charge':>8}  how it ended")
+    for folder, (image, result, q, _) in outcomes.items():
+        print(f"{folder:<13}{np.ptp(image.data) / 1e3:>8.3g} kA/m{np.sqrt(result.misfit):>9.2%} {q.angle_error:>8.3g} deg"
               f"{q.mz_correlation:>11.3f}{q.charge:>8.2f}  {result.message.split(':')[0]} after "
               f"{result.iterations} iterations")
-    strong, weak = sorted(outcomes, key=lambda side: -np.ptp(outcomes[side][0].data))
+    strong, weak = sorted(("top", "bottom"), key=lambda side: -np.ptp(outcomes[side][0].data))
+    hybrid = outcomes[f"{weak}-unet"][2]
     print(f"true charge {outcomes[strong][2].charge_true:.2f}. From the {strong} side (the strong contrast) the image "
-          f"and the micromagnetic equilibrium give the texture back; from the weak {weak} side the image does not pin "
-          "the texture down and the reconstruction ends far from the truth: that is where physics alone fails (a "
-          "learned prior, the U-Net of a later version, is meant for it)")
-    for side, (*_, written) in outcomes.items():
-        print(_wrote(out / side, written, [path for path in replaced if path.parent == out / side]))
+          f"and the micromagnetic equilibrium give the texture back; from the weak {weak} side alone the image does "
+          "not pin the texture down and physics alone ends far from the truth. Started from the U-Net's prediction "
+          f"(the hybrid, {weak}-unet) it ends {hybrid.angle_error:.3g} deg from the truth (m_z correlation "
+          f"{hybrid.mz_correlation:.3f})")
+    for folder, (*_, written) in outcomes.items():
+        print(_wrote(out / folder, written, [path for path in replaced if path.parent == out / folder]))
     return outcomes[strong][1].converged
 
 
@@ -416,9 +422,11 @@ def _add_demo(sub) -> None:
                                       "lattice at 10 and 20 nm on both sides, then fit Ms, A, Ku and D to the "
                                       "stray field of a relaxed single skyrmion from 30 % off, then reconstruct the "
                                       "texture of the bundled single skyrmion from its Hz at 10 nm above and below "
-                                      "the film and compare it with the truth. Writes m_relaxed.ovf, one TIFF per "
+                                      "the film (and from below again, started from the U-Net's prediction: the "
+                                      "hybrid) and compare it with the truth. Writes m_relaxed.ovf, one TIFF per "
                                       "image and figure.png into -o, the fit's files into its subfolder fit, the "
-                                      "reconstructions' into reconstruct/top and reconstruct/bottom.")
+                                      "reconstructions' into reconstruct/top, reconstruct/bottom and "
+                                      "reconstruct/bottom-unet.")
     demo.add_argument("-o", "--out", default="mmrecon-output/demo", help=OUT_HELP.format("mmrecon-output/demo"))
     add_arguments(demo, RUN)
     demo.set_defaults(func=_demo)

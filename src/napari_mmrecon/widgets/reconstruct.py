@@ -54,7 +54,7 @@ from .section import Section, compact, reveal
 from .target_fields import MaterialFields, TargetImages, material_choices
 
 TITLE = "Texture reconstruction"
-STARTS = (("estimated from the image", "estimate"), ("uniform", "uniform"))
+STARTS = (("estimated from the image", "estimate"), ("uniform", "uniform"), ("U-Net prediction", "unet"))
 
 
 class ReconstructWidget(Container):

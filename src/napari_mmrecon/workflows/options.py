@@ -77,8 +77,8 @@ def _physical(name: str, option_name: str, default, help: str, **display) -> Opt
 
 
 NM = {"display_unit": "nm", "display_scale": 1e9}
-RECONSTRUCTION_STARTS = tuple(start for start in INITS if start != "unet")
-"""The named starts of a reconstruction offered to users ("unet" waits for the trained network)."""
+RECONSTRUCTION_STARTS = INITS
+"""The named starts of a reconstruction offered to users (``reconstruct_texture(init=...)``)."""
 RECONSTRUCTION_FITTABLE = tuple(name for name in FITTABLE if name != "offset")
 """What a reconstruction may fit jointly with the texture (``reconstruct_texture(fit=...)``)."""
 MAX_N = math.isqrt(MAX_CELLS)
@@ -141,7 +141,8 @@ _DECLARED = (
     # texture reconstruction
     Option("method", "bias", help="reconstruction method: bias field, energy penalty or Fourier inversion", kind=str,
            choices=METHODS),
-    Option("init", "estimate", help="start of the reconstruction: a texture estimated from the image, or uniform",
+    Option("init", "estimate", help="start of the reconstruction: a texture estimated from the image, uniform, or the U-Net's "
+                                       "prediction (the hybrid, for the weak side)",
            kind=str, choices=RECONSTRUCTION_STARTS),
     Option("reconstruct_fit", None, help="material parameters (and the height) fitted jointly with the texture; "
                                          "default none: the material is known", kind=str,

@@ -8,10 +8,9 @@ convolutions whose outputs are concatenated with the encoder's (skip connections
 divisible by ``2**depth`` (``network_input.pad_to_multiple`` pads any image). float32.
 
 The default (``base=8, depth=3``, 0.12 M parameters, 0.5 MB of float32 weights) predicts a
-512 x 512 image in 0.2-0.35 s on one CPU core, within the goal of 0.5 s on two; ``base=16``
-(0.48 M parameters) takes 0.4-0.7 s there and trains 3-4 times slower, too slow for the
-shipped weights' CPU training budget (``benchmarks/bench_training.py``, measured on a shared,
-loaded 2-core machine).
+512 x 512 image in 0.12 s on two idle CPU cores (goal 0.5 s) and trains at 117-142 items of
+64 x 64 per second there; ``base=16`` (0.48 M parameters) takes 0.24 s and trains 3-4 times
+slower, too slow for the shipped weights' CPU training budget (``benchmarks/bench_training.py``).
 
 Checkpoint format (``checkpoint`` / ``load_checkpoint``)::
 
