@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import Grid, Material
-from ..backend.learn.predict import UNetExtrapolationWarning, shipped_weights, unet_predict
+from ..backend.learn.predict import UNetExtrapolationWarning, network_view, shipped_weights, unet_predict
 from . import layer_data
 from .jobs import Job, Progress
 from .reconstruct import as_stack, check_images, material_values
@@ -80,11 +80,12 @@ def validate(targets, grid: Grid, measurements, material: Material | None = None
 
     The images as ``reconstruct.check_images`` checks them (shape, NaN, constant, pixel size,
     unit, height; named by ``names[i]``), the material's values (one number each, within the
-    physical ranges) and that ``weights`` (default: the shipped ones) is a file; ``ValueError``
-    names the problem. Whether the network takes a measurement (H_z, a point-dipole MFM image)
-    is checked by ``unet_predict`` when the job runs.
+    physical ranges), that the network takes each measurement (H_z, a point-dipole MFM image) and
+    that ``weights`` (default: the shipped ones) is a file; ``ValueError`` names the problem.
     """
     images = check_images(targets, grid, measurements, pixel_size, units, names)
+    for measurement in measurements if isinstance(measurements, (list, tuple)) else [measurements]:
+        network_view(measurement)
     if material is not None:
         material_values(material)
     weights_file(weights)

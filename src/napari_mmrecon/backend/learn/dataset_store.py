@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import zarr
 
+from ..runtime.provenance import git_commit
 from .recipe import DatasetRecipe
 from .synthetic import CANTILEVER, MFM_TIP, make_shard, views
 
@@ -219,7 +220,6 @@ def check_target(path, n: int, seed: int = 0, recipe: DatasetRecipe | None = Non
 
 def _manifest(n: int, seed: int, recipe: DatasetRecipe) -> dict:
     from ... import __version__
-    from .training import git_commit
 
     return {"format": FORMAT, "version": VERSION, "seed": int(seed), "n": int(n), "shard_size": recipe.shard_size,
             "recipe": recipe.to_dict(), "views": views(recipe), "kinds": list(recipe.kinds),

@@ -78,9 +78,11 @@ def load_unet(weights=None, device=None):
         return _LOADED[key]
 
 
-def _view(measurement, grid: Grid) -> tuple[str, float, float]:
+def network_view(measurement) -> tuple[str, float, float]:
     """``(quantity, plane distance (m), sign)`` of a measurement the network takes; ``sign`` turns the
-    image into the trained quantity's sign (an MFM phase has the sign opposite to the shift)."""
+    image into the trained quantity's sign (an MFM phase has the sign opposite to the shift).
+    ``ValueError`` for a measurement it does not take (a component other than H_z, an MFM tip
+    other than a point dipole along z)."""
     check_measurement(measurement)
     if isinstance(measurement, StrayFieldMeasurement):
         if not np.allclose(measurement.axis, (0.0, 0.0, 1.0)):
@@ -192,7 +194,7 @@ def unet_predict(images, grid: Grid, measurement, material=None, weights=None, r
     measurements = list(measurement) if isinstance(measurement, (list, tuple)) else [measurement] * data.shape[0]
     if len(measurements) != data.shape[0]:
         raise ValueError(f"{data.shape[0]} image(s) but {len(measurements)} measurement(s): give one per image")
-    views = [_view(meas, grid) for meas in measurements]
+    views = [network_view(meas) for meas in measurements]
     heights = [h for _, h, _ in views]
     info = UNetPrediction()
     D_sign = 1.0

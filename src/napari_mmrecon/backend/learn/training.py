@@ -40,7 +40,6 @@ import json
 import math
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..runtime.provenance import git_commit
 from ..runtime.threads import threads_for
 from .augment import Augmentation, random_dihedral, scan_artefacts
 from .network_input import QUANTITY_CODE, SIDE_SIGN, d_sign, network_input, predict_m
@@ -355,16 +355,6 @@ def write_loss_files(out: Path, history: list) -> None:
     fig.legend(loc="upper right")
     with _replacing(out / LOSS_PNG) as temporary:
         fig.savefig(temporary, dpi=80, format="png")
-
-
-def git_commit() -> str | None:
-    """The git commit of the code running (its source folder's repository), or None."""
-    try:
-        found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                               text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (found.stdout.strip() or None) if found.returncode == 0 else None
 
 
 def training_ranges(recipe: dict) -> dict:
