@@ -65,6 +65,7 @@ class ForwardModel:
         self.cantilever = Cantilever.from_dict(cantilever) if cantilever is not None else None
         self.cache_size = cache_size
         self._operators: OrderedDict = OrderedDict()
+        self._uniform: OrderedDict = OrderedDict()
 
     def measurement(self, view: int, height: float):
         """The ``StrayFieldMeasurement`` (H_z) or frequency-shift ``MFMMeasurement`` of view
@@ -106,6 +107,28 @@ class ForwardModel:
             for b, (ms, d, t, h, v) in enumerate(zip(*columns)):
                 operator = self.operator(int(v), float(h), float(d), float(t), shape, m.dtype, m.device)
                 out.append(operator(float(ms) * m[b][None]))
+        return torch.stack(out)
+
+
+    def uniform_images(self, dx, thickness, heights, views, shape: tuple, dtype, device) -> torch.Tensor:
+        """Images ``(B, ny, nx)`` of the uniform film ``m = +z`` with ``Ms = 1 A/m`` in each item's
+        view and geometry (``(B,)`` columns as in ``images``; ``shape = (ny, nx)``): the
+        ``uniform`` input of ``network_input``. Cached per geometry and view (no gradient)."""
+        columns = [torch.as_tensor(v).reshape(-1).tolist() for v in (dx, thickness, heights, views)]
+        out = []
+        with torch.no_grad(), threads_for(math.prod(shape)):
+            for d, t, h, v in zip(*columns):
+                key = (int(v), float(h), float(d), float(t), tuple(shape), dtype, str(device))
+                image = self._uniform.pop(key, None)
+                if image is None:
+                    operator = self.operator(int(v), float(h), float(d), float(t), tuple(shape), dtype, device)
+                    up = torch.zeros((1, *shape, 3), dtype=dtype, device=device)
+                    up[..., 2] = 1.0
+                    image = operator(up)
+                self._uniform[key] = image
+                while len(self._uniform) > self.cache_size:
+                    self._uniform.popitem(last=False)
+                out.append(image)
         return torch.stack(out)
 
 
