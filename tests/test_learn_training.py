@@ -26,7 +26,8 @@ from napari_mmrecon.backend.learn.training import (
     train_unet,
 )
 from napari_mmrecon.backend.learn.predict import uniform_images
-from napari_mmrecon.backend.learn.training_loss import ForwardModel, image_misfit
+from napari_mmrecon.backend.learn.network_input import level
+from napari_mmrecon.backend.learn.training_loss import TEXTURE_POWER_FLOOR, ForwardModel, image_misfit, texture_power
 from napari_mmrecon.backend.learn.unet import UNet, load_checkpoint
 from napari_mmrecon.backend.physics.grid import Grid
 from napari_mmrecon.backend.runtime.threads import threads_for
@@ -102,6 +103,22 @@ def test_the_uniform_film_input_is_the_same_in_training_and_in_prediction(sample
             torch.testing.assert_close(images[b], expected, rtol=1e-10, atol=1e-12 * float(expected.abs().max()))
             torch.testing.assert_close(uniform_images([meas], grid)[0], expected.float())
             assert float(expected.abs().max()) > 0
+
+
+def test_the_image_term_is_measured_against_the_texture_s_own_image():
+    """A weak-side image is mostly the film's edge field: the misfit is divided by the power of what
+    is left once the uniform film's image (and a plane) is taken out, not by the whole image's."""
+    generator = torch.Generator().manual_seed(3)
+    uniform, texture = level(torch.randn(2, 1, 12, 12, generator=generator, dtype=torch.float64)).unbind(0)
+    texture = texture - (texture * uniform).sum() / uniform.square().sum() * uniform
+    target = 3.0 * uniform + texture + 4.0
+    power = texture_power(target, 1e-3 * uniform)
+    torch.testing.assert_close(power, texture.square().mean(dim=(-2, -1)))
+    edges_only = texture_power(30.0 * uniform, uniform)
+    torch.testing.assert_close(edges_only, TEXTURE_POWER_FLOOR * (30.0 * uniform).square().mean(dim=(-2, -1)))
+    # missing the texture costs 1 against its own power, a few hundredths against the whole image's
+    assert float(image_misfit(target - texture, target, power)) == pytest.approx(1.0)
+    assert float(image_misfit(target - texture, target)) < 0.05
 
 
 def test_the_learning_rate_falls_on_a_cosine_to_its_floor():
