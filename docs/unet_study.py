@@ -1,6 +1,6 @@
 """The U-Net study behind docs/unet.md: U-Net alone, physics alone and the hybrid on held-out data.
 
-Run by hand (about 20 minutes on 2 cores, after the shipped weights are in place)::
+Run by hand (about 40 minutes on 2 cores, after the shipped weights are in place)::
 
     python docs/unet_study.py heldout     # the two held-out datasets (seeds never used in training)
     python docs/unet_study.py evaluate    # every sample x side x approach -> docs/unet_study/rows.json
