@@ -74,8 +74,10 @@ def train(batch_sizes, repeats: int) -> dict:
         data = _batch(b, rng)
         sides = torch.tensor([1.0 if VIEWS[v]["side"] == "top" else -1.0 for v in data["views"]])
         quantities = torch.tensor([float(VIEWS[v]["quantity"] == "mfm") for v in data["views"]])
+        uniform = forward.uniform_images(data["dx"], data["thickness"], data["heights"], data["views"],
+                                         tuple(data["images"].shape[-2:]), torch.float32, "cpu")
         inputs = network_input(data["images"], data["dx"], data["thickness"], data["heights"], sides, quantities,
-                               data["D_sign"])
+                               data["D_sign"], uniform)
         start = time.perf_counter()
         forward.images(data["m"], data["Ms"], data["dx"], data["thickness"], data["heights"], data["views"])
         build = (time.perf_counter() - start) / b
@@ -99,7 +101,7 @@ def train(batch_sizes, repeats: int) -> dict:
 
 def inference(repeats: int) -> dict:
     results = {}
-    x = network_input(torch.randn(1, 512, 512), [2e-9], [1e-9], [1e-8], [1.0], [0.0], [1.0])
+    x = network_input(torch.randn(1, 512, 512), [2e-9], [1e-9], [1e-8], [1.0], [0.0], [1.0], torch.randn(1, 512, 512))
     for base, depth in INFERENCE_SIZES:
         model = UNet(base=base, depth=depth).eval()
         with torch.no_grad():

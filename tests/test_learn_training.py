@@ -17,13 +17,17 @@ from napari_mmrecon.backend.learn.training import (
     LOSS_COLUMNS,
     PREVIOUS,
     WEIGHTS,
+    LR_FLOOR,
     batch_loss,
+    epoch_lr,
     load_samples,
     make_batch,
     read_run,
     train_unet,
 )
-from napari_mmrecon.backend.learn.training_loss import ForwardModel, image_misfit
+from napari_mmrecon.backend.learn.predict import uniform_images
+from napari_mmrecon.backend.learn.network_input import level
+from napari_mmrecon.backend.learn.training_loss import TEXTURE_POWER_FLOOR, ForwardModel, image_misfit, texture_power
 from napari_mmrecon.backend.learn.unet import UNet, load_checkpoint
 from napari_mmrecon.backend.physics.grid import Grid
 from napari_mmrecon.backend.runtime.threads import threads_for
@@ -81,6 +85,48 @@ def test_forward_model_is_simulate_image_and_reproduces_the_stored_images(sample
             torch.testing.assert_close(images[b], expected, rtol=1e-10, atol=1e-12 * float(expected.abs().max()))
         stored = torch.from_numpy(samples.images[:, view]).double()
         assert float(image_misfit(images, stored)) < 1e-12
+
+
+def test_the_uniform_film_input_is_the_same_in_training_and_in_prediction(samples):
+    """``network_input``'s ``uniform`` channel: the training's cached ForwardModel images and
+    ``predict.uniform_images`` are both the image of m = +z with Ms = 1 A/m in the view."""
+    forward = forward_model(samples)
+    for view in range(4):
+        images = forward.uniform_images(samples.dx, samples.thickness, samples.heights[:, view], [view] * 8, (16, 16),
+                                        torch.float64, "cpu")
+        for b in (0, 5):
+            grid = Grid(nx=16, ny=16, nz=1, dx=samples.dx[b], dy=samples.dx[b], dz=samples.thickness[b], device="cpu")
+            meas = measurement(samples.views[view], samples.heights[b, view])
+            up = torch.zeros((1, 16, 16, 3), dtype=torch.float64)
+            up[..., 2] = 1.0
+            expected = simulate_image(meas, up, grid, 1.0)
+            torch.testing.assert_close(images[b], expected, rtol=1e-10, atol=1e-12 * float(expected.abs().max()))
+            torch.testing.assert_close(uniform_images([meas], grid)[0], expected.float())
+            assert float(expected.abs().max()) > 0
+
+
+def test_the_image_term_is_measured_against_the_texture_s_own_image():
+    """A weak-side image is mostly the film's edge field: the misfit is divided by the power of what
+    is left once the uniform film's image (and a plane) is taken out, not by the whole image's."""
+    generator = torch.Generator().manual_seed(3)
+    uniform, texture = level(torch.randn(2, 1, 12, 12, generator=generator, dtype=torch.float64)).unbind(0)
+    texture = texture - (texture * uniform).sum() / uniform.square().sum() * uniform
+    target = 3.0 * uniform + texture + 4.0
+    power = texture_power(target, 1e-3 * uniform)
+    torch.testing.assert_close(power, texture.square().mean(dim=(-2, -1)))
+    edges_only = texture_power(30.0 * uniform, uniform)
+    torch.testing.assert_close(edges_only, TEXTURE_POWER_FLOOR * (30.0 * uniform).square().mean(dim=(-2, -1)))
+    # missing the texture costs 1 against its own power, a few hundredths against the whole image's
+    assert float(image_misfit(target - texture, target, power)) == pytest.approx(1.0)
+    assert float(image_misfit(target - texture, target)) < 0.05
+
+
+def test_the_learning_rate_falls_on_a_cosine_to_its_floor():
+    rates = [epoch_lr(1e-3, epoch, 10) for epoch in range(10)]
+    assert rates[0] == 1e-3 and rates[-1] == pytest.approx(LR_FLOOR * 1e-3, rel=1e-12)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert rates[4] > 0.5e-3 > rates[5]
+    assert epoch_lr(1e-3, 0, 1) == 1e-3
 
 
 def test_image_misfit_gradient_matches_finite_differences(samples):

@@ -9,9 +9,11 @@ from napari_mmrecon.backend.learn.network_input import (
     canonical_m,
     crop,
     d_sign,
+    level,
     network_input,
     pad_to_multiple,
     predict_m,
+    uniform_residual,
 )
 from napari_mmrecon.backend.learn.unet import UNet, checkpoint, load_checkpoint, weights_bytes
 
@@ -19,7 +21,8 @@ from napari_mmrecon.backend.learn.unet import UNet, checkpoint, load_checkpoint,
 def inputs(b, ny, nx, seed=0):
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(b, ny, nx, generator=generator)
-    return network_input(images, [2e-9] * b, [1e-9] * b, [1e-8] * b, [1.0] * b, [0.0] * b, [1.0] * b)
+    uniform = torch.randn(b, ny, nx, generator=generator)
+    return network_input(images, [2e-9] * b, [1e-9] * b, [1e-8] * b, [1.0] * b, [0.0] * b, [1.0] * b, uniform)
 
 
 @pytest.mark.parametrize("ny, nx", [(37, 50), (13, 21), (16, 16)])
@@ -72,8 +75,9 @@ def test_image_channel_ignores_gain_offset_and_tilt():
     image = torch.randn(1, 20, 24, generator=generator, dtype=torch.float64)
     y, x = torch.meshgrid(torch.arange(20.0), torch.arange(24.0), indexing="ij")
     changed = 1e5 * image + 3e5 + 2e3 * x - 5e3 * y
-    a = network_input(image, [1e-9], [1e-9], [5e-9], [1.0], [1.0], [1.0])
-    b = network_input(changed, [1e-9], [1e-9], [5e-9], [1.0], [1.0], [1.0])
+    uniform = torch.randn(1, 20, 24, generator=generator, dtype=torch.float64)
+    a = network_input(image, [1e-9], [1e-9], [5e-9], [1.0], [1.0], [1.0], uniform)
+    b = network_input(changed, [1e-9], [1e-9], [5e-9], [1.0], [1.0], [1.0], 1e-3 * uniform + 7.0)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     assert abs(float(a[0, 0].square().mean()) - 1) < 1e-5 and abs(float(a[0, 0].mean())) < 1e-6
 
@@ -81,14 +85,32 @@ def test_image_channel_ignores_gain_offset_and_tilt():
 def test_conditioning_channels_and_the_side_flip_for_negative_D():
     images = torch.randn(2, 8, 8)
     x = network_input(images, [2e-9, 2e-9], [1e-9, 1e-9], [8e-9, 8e-9], [1.0, 1.0], [0.0, 1.0],
-                      d_sign(torch.tensor([3e-3, -3e-3])))
+                      d_sign(torch.tensor([3e-3, -3e-3])), torch.randn(2, 8, 8))
     assert x.shape == (2, CHANNELS, 8, 8)
     expected = torch.tensor([[torch.log(torch.tensor(4.0)), torch.log(torch.tensor(0.5)), 1.0, 0.0],
                              [torch.log(torch.tensor(4.0)), torch.log(torch.tensor(0.5)), -1.0, 1.0]])
-    torch.testing.assert_close(x[:, 1:, 3, 5], expected)
-    assert torch.equal(x[:, 1:].amin(dim=(-2, -1)), x[:, 1:].amax(dim=(-2, -1)))
-    zero = network_input(torch.zeros(1, 8, 8), [1e-9], [1e-9], [1e-9], [1.0], [0.0], [1.0])
-    assert torch.equal(zero[:, 0], torch.zeros(1, 8, 8))
+    torch.testing.assert_close(x[:, 1:5, 3, 5], expected)
+    assert torch.equal(x[:, 1:5].amin(dim=(-2, -1)), x[:, 1:5].amax(dim=(-2, -1)))
+    assert torch.equal(x[:, 6].amin(dim=(-2, -1)), x[:, 6].amax(dim=(-2, -1)))
+    zero = network_input(torch.zeros(1, 8, 8), [1e-9], [1e-9], [1e-9], [1.0], [0.0], [1.0], torch.zeros(1, 8, 8))
+    assert torch.equal(zero[:, 0], torch.zeros(1, 8, 8)) and torch.equal(zero[:, 5], torch.zeros(1, 8, 8))
+
+
+def test_the_uniform_film_is_taken_out_of_the_texture_channel_and_its_share_reported():
+    generator = torch.Generator().manual_seed(5)
+    uniform, texture = level(torch.randn(2, 1, 16, 16, generator=generator, dtype=torch.float64)).unbind(0)
+    texture = texture - (texture * uniform).sum() / uniform.square().sum() * uniform  # orthogonal to it
+    y, x = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    image = 40.0 * uniform + 3.0 * texture + 9.0 + 0.5 * x - 0.2 * y
+    residual, share = uniform_residual(image, 1e-6 * uniform - 2.0)
+    torch.testing.assert_close(residual, texture / texture.square().mean().sqrt())
+    expected = 3.0 * texture.square().mean().sqrt() / level(image).square().mean().sqrt()
+    torch.testing.assert_close(share, expected.reshape(1))
+    assert 0.05 < float(share) < 0.2
+    # a film without edges in view (uniform image constant): nothing to take out
+    residual, share = uniform_residual(image, torch.full_like(image, 3.0))
+    torch.testing.assert_close(residual, level(image) / level(image).square().mean().sqrt())
+    assert float(share) == 1.0
 
 
 def test_the_mirror_flips_in_plane_components_for_negative_D_only_and_is_its_own_inverse():

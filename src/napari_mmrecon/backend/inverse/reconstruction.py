@@ -386,12 +386,12 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
         return _finish(grid, m, None, material, images, measurements, values, [], "fourier", "image", levels, goal,
                        math.nan, 0, False, "m_z by Fourier inversion of the first image, Neel in-plane part",
                        {"total": time.perf_counter() - started})
-    estimate = perpendicular_estimate(images[0], grid, measurements[0], Ms)
     if isinstance(init, str) and init == "unet":
         from ..learn.predict import unet_predict
         m_start, init_name = grid.tensor(unet_predict(images, grid, list(measurements), material)), "unet"
         shape = grid.tensor(texture_bias_shape(m_start.cpu().numpy())).expand(grid.shape).clone()
     else:
+        estimate = perpendicular_estimate(images[0], grid, measurements[0], Ms)
         m_start, init_name = _start_texture(init, estimate, grid)
         shape = grid.tensor(bias_shape(estimate)).expand(grid.shape).clone()
     settings = EquilibriumSettings(tol=RELAX_TOL, max_iter=MAX_RELAX_ITERATIONS, cg_tol=ADJOINT_TOL,

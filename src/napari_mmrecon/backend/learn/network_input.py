@@ -1,13 +1,25 @@
 """What the U-Net sees and what it returns: one image view in, one magnetization out.
 
-Input channels (``CHANNELS = 5``), all ``(B, 5, ny, nx)`` float32:
+Input channels (``CHANNELS = 7``), all ``(B, 7, ny, nx)`` float32:
 
 0. the image, levelled (least-squares plane ``a + b x + c y`` removed) and divided by its RMS, so
    that gain, offset, tilt and units do not matter;
 1. ``log(h / dx)`` (plane distance over pixel size), constant;
 2. ``log(t / dx)`` (film thickness over pixel size), constant;
 3. the effective side: +1 top, -1 bottom, *after* canonicalization to ``D > 0``;
-4. the quantity: 0 for ``"Hz"``, 1 for ``"mfm"``.
+4. the quantity: 0 for ``"Hz"``, 1 for ``"mfm"``;
+5. the texture's own image: the levelled image minus the least-squares multiple of the levelled
+   image of the *uniform* film (``m = +z``, same grid and view: ``uniform``), divided by its RMS;
+6. the share of the levelled image that uniform film does not explain, ``rms(channel 5 before
+   its division) / rms(levelled image)`` in 0 .. 1, constant.
+
+Why 5 and 6. A finite film's uniform background has a stray field of its own, strongest at the
+film's edges. On the strong side of a Neel texture it is small beside the texture's; on the weak
+side, where the surface and volume charges of the walls nearly cancel, it dominates the image, and
+the RMS normalization of channel 0 hides the texture under it (a skyrmion 6 times fainter from
+below than from above is a shallow dip between bright edges). Subtracting the uniform film brings
+the texture back to the fore, and channel 6 says how faint it was. The fit of the multiple keeps
+both channels free of gain and units like channel 0.
 
 Canonicalization. The mirror ``z -> -z`` maps a film with DMI ``D`` to one with ``-D``,
 ``m -> (-m_x, -m_y, m_z)`` (``canonical_m``), and its top-side image at height ``h`` to the
@@ -25,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-CHANNELS = 5
+CHANNELS = 7
 SIDE_SIGN = {"top": 1.0, "bottom": -1.0}
 """Channel 3 before canonicalization, by side."""
 QUANTITY_CODE = {"Hz": 0.0, "mfm": 1.0}
@@ -71,13 +83,35 @@ def normalized_image(images: torch.Tensor) -> torch.Tensor:
     return levelled / rms(levelled)
 
 
-def network_input(images, dx, thickness, heights, sides, quantities, D_sign) -> torch.Tensor:
-    """The U-Net input ``(B, 5, ny, nx)`` float32 of ``B`` image views.
+def uniform_residual(images: torch.Tensor, uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channels 5 and 6: ``(residual (B, ny, nx), share (B,))`` of ``images (B, ny, nx)`` against
+    the images ``uniform (B, ny, nx)`` of the uniform film (any units, any scale).
+
+    ``residual`` is ``level(images) - a level(uniform)``, ``a`` by least squares, divided by its RMS;
+    ``share`` its RMS before that division over the RMS of ``level(images)`` (1 where ``uniform``
+    levels to zeros, e.g. a periodic film). Differentiable.
+    """
+    levelled = level(images)
+    template = level(uniform)
+    template = template / rms(template)
+    scale = (levelled * template).sum(dim=(-2, -1), keepdim=True) / template.square().sum(
+        dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(images.dtype).tiny)
+    residual = levelled - scale * template
+    share = (rms(residual) / rms(levelled)).clamp(0.0, 1.0)
+    return residual / rms(residual), share.reshape(-1)
+
+
+def network_input(images, dx, thickness, heights, sides, quantities, D_sign, uniform) -> torch.Tensor:
+    """The U-Net input ``(B, 7, ny, nx)`` float32 of ``B`` image views.
 
     Parameters
     ----------
     images : tensor (B, ny, nx)
         The images in any units (A/m for H_z, Hz for MFM).
+    uniform : tensor (B, ny, nx)
+        The image of each view of the uniform film ``m = +z`` on the same grid (any ``Ms``:
+        ``ForwardModel.uniform_images`` or ``measurement.simulate_image``); zeros where the film has
+        no edges in view.
     dx, thickness, heights : (B,) tensors or sequences
         Pixel size dx = dy, film thickness, plane distance (height / lift height), all in m.
     sides : (B,) tensor or sequence
@@ -99,11 +133,17 @@ def network_input(images, dx, thickness, heights, sides, quantities, D_sign) -> 
             raise ValueError(f"expected {b} values (one per image), got {values.shape[0]}")
         return values
 
+    uniform = torch.as_tensor(uniform, device=device)
+    if uniform.shape != images.shape:
+        raise ValueError(f"uniform has shape {tuple(uniform.shape)}; expected {tuple(images.shape)} like the images")
     dx, thickness, heights = column(dx), column(thickness), column(heights)
     constants = torch.stack([torch.log(heights / dx), torch.log(thickness / dx),
                              column(sides) * column(D_sign), column(quantities)], dim=1).to(torch.float32)
-    image = normalized_image(images.to(torch.float32))
-    return torch.cat([image[:, None], constants[:, :, None, None].expand(b, 4, ny, nx)], dim=1)
+    images = images.to(torch.float64)  # levelled in double: offsets of 1e5 RMS leave no round-off
+    image = normalized_image(images).to(torch.float32)
+    residual, share = (x.to(torch.float32) for x in uniform_residual(images, uniform.to(torch.float64)))
+    return torch.cat([image[:, None], constants[:, :, None, None].expand(b, 4, ny, nx), residual[:, None],
+                      share[:, None, None, None].expand(b, 1, ny, nx)], dim=1)
 
 
 def canonical_m(m: torch.Tensor, D_sign) -> torch.Tensor:

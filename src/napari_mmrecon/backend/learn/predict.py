@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..forward.measurement import check_measurement
+from ..forward.measurement import check_measurement, simulate_image
 from ..forward.mfm import MFMMeasurement, PointDipoleTip
 from ..forward.stray import StrayFieldMeasurement
 from ..physics.grid import MU0, Grid
@@ -145,10 +145,22 @@ def _starts(n: int, tile: int, overlap: int) -> list:
     return sorted(set(starts))
 
 
-def _predict_views(model, images: torch.Tensor, grid: Grid, heights, sides, quantities, D_sign: float) -> torch.Tensor:
-    """Sum over views of the predicted unit vectors, ``(ny, nx, 3)``; ``images (V, ny, nx)``."""
+def uniform_images(measurements, grid: Grid) -> torch.Tensor:
+    """``(V, ny, nx)`` float32: the image of the uniform film ``m = +z`` (``Ms = 1 A/m``) in each
+    measurement, on the grid's device (the ``uniform`` input of ``network_input``)."""
+    up = torch.zeros(grid.vector_shape, dtype=grid.dtype, device=grid.device)
+    up[..., 2] = 1.0
+    with torch.no_grad():
+        return torch.stack([simulate_image(meas, up, grid, 1.0).reshape(grid.ny, grid.nx)
+                            for meas in measurements]).to(torch.float32)
+
+
+def _predict_views(model, images: torch.Tensor, uniform: torch.Tensor, grid: Grid, heights, sides, quantities,
+                   D_sign: float) -> torch.Tensor:
+    """Sum over views of the predicted unit vectors, ``(ny, nx, 3)``; ``images, uniform (V, ny, nx)``."""
     v = images.shape[0]
-    inputs = network_input(images, [grid.dx] * v, [grid.nz * grid.dz] * v, heights, sides, quantities, [D_sign] * v)
+    inputs = network_input(images, [grid.dx] * v, [grid.nz * grid.dz] * v, heights, sides, quantities, [D_sign] * v,
+                           uniform)
     return predict_m(model, inputs.to(next(model.parameters()).device), [D_sign] * v).sum(dim=0)
 
 
@@ -212,6 +224,7 @@ def unet_predict(images, grid: Grid, measurement, material=None, weights=None, r
         [s for _, _, s in views], dtype=torch.float32, device=grid.device).reshape(-1, 1, 1)
     sides = [SIDE_SIGN[meas.side] for meas in measurements]
     quantities = [QUANTITY_CODE[q] for q, _, _ in views]
+    uniform = uniform_images(measurements, grid)
     multiple = model.multiple
     if grid.ny % multiple or grid.nx % multiple:
         info.notes.append(f"images reflect-padded to a multiple of {multiple} pixels and cropped back")
@@ -226,7 +239,8 @@ def unet_predict(images, grid: Grid, measurement, material=None, weights=None, r
             for j, x0 in enumerate(xs):
                 wx = _window(min(TILE, nx), OVERLAP, j == 0, j == len(xs) - 1)
                 part = signed[:, y0:y0 + TILE, x0:x0 + TILE]
-                pred = _predict_views(model, part, grid, heights, sides, quantities, D_sign)
+                pred = _predict_views(model, part, uniform[:, y0:y0 + TILE, x0:x0 + TILE], grid, heights, sides,
+                                      quantities, D_sign)
                 weight = torch.as_tensor(np.outer(wy, wx), dtype=torch.float32, device=grid.device)
                 total[y0:y0 + TILE, x0:x0 + TILE] += weight[..., None] * pred
     m = torch.nn.functional.normalize(total.to(grid.dtype), dim=-1, eps=1e-12)

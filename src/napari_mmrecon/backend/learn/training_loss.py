@@ -1,13 +1,17 @@
 """The training loss of the U-Net: angle to the true texture plus the image misfit of the prediction.
 
-    loss = mean(1 - m_pred . m_true) + image_weight * mean_b( mean((K_b m_pred - S_b)^2) / rms(S_b)^2 )
+    loss = mean(1 - m_pred . m_true) + image_weight * mean_b( mean((K_b m_pred - S_b)^2) / P_b )
 
 The first term is the mean of ``1 - cos(angle)`` over pixels and samples (0 for a perfect
 prediction, 1 for an unrelated one, 2 for the reversed texture). In the second, ``K_b`` is the
 forward operator of sample ``b``'s view (``measurement.simulate_image`` on the sample's film:
-``Grid(nx, ny, 1, dx, dx, thickness)`` and its ``Ms``), ``S_b`` its noise-free stored image; both
-are divided by the RMS of ``S_b``, so the term is dimensionless, of order 1 for an uninformed guess
-and 0 for the true texture. It is differentiable with respect to the prediction.
+``Grid(nx, ny, 1, dx, dx, thickness)`` and its ``Ms``), ``S_b`` its noise-free stored image, and
+``P_b`` the power of the texture's own image: the mean square of ``S_b`` levelled and less the
+least-squares multiple of the uniform film's image (``network_input.uniform_residual``), at least
+``TEXTURE_POWER_FLOOR`` of the levelled image's mean square. The term is dimensionless, of order 1
+for a guess that misses the texture and 0 for the true texture, and differentiable with respect to
+the prediction. Divided by the whole image's power instead, a weak-side image (where the film's
+edge field is most of it) would let the network miss a skyrmion for a hundredth of the cost.
 
 ``DEFAULT_IMAGE_WEIGHT = 0.1``: the angle term leads (one image does not determine m, least of all
 from the weak side, where many textures give nearly the same image), and the image term, a tenth
@@ -27,8 +31,12 @@ from ..forward.mfm import Cantilever, MFMMeasurement, tip_from_dict
 from ..forward.stray import StrayFieldMeasurement
 from ..physics.grid import Grid
 from ..runtime.threads import threads_for
+from .network_input import level, uniform_residual
 
 DEFAULT_IMAGE_WEIGHT = 0.1
+TEXTURE_POWER_FLOOR = 0.01
+"""Least texture power ``P_b`` as a fraction of the levelled image's (a film whose texture
+collapsed shows only its edges: its misfit is not blown up by a near-zero texture power)."""
 CACHED_OPERATORS = 2048
 """Forward operators kept (least recently used dropped): one per shard geometry and view; a 64 x 64
 one keeps some 0.2 MB of transformed kernel in float32."""
@@ -65,6 +73,7 @@ class ForwardModel:
         self.cantilever = Cantilever.from_dict(cantilever) if cantilever is not None else None
         self.cache_size = cache_size
         self._operators: OrderedDict = OrderedDict()
+        self._uniform: OrderedDict = OrderedDict()
 
     def measurement(self, view: int, height: float):
         """The ``StrayFieldMeasurement`` (H_z) or frequency-shift ``MFMMeasurement`` of view
@@ -109,10 +118,43 @@ class ForwardModel:
         return torch.stack(out)
 
 
-def image_misfit(simulated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over samples of ``mean((simulated - target)^2) / rms(target)^2``, images ``(B, ny, nx)``
-    (a constant-zero target counts with RMS 1 in its units)."""
-    scale = target.square().mean(dim=(-2, -1))
+    def uniform_images(self, dx, thickness, heights, views, shape: tuple, dtype, device) -> torch.Tensor:
+        """Images ``(B, ny, nx)`` of the uniform film ``m = +z`` with ``Ms = 1 A/m`` in each item's
+        view and geometry (``(B,)`` columns as in ``images``; ``shape = (ny, nx)``): the
+        ``uniform`` input of ``network_input``. Cached per geometry and view (no gradient)."""
+        columns = [torch.as_tensor(v).reshape(-1).tolist() for v in (dx, thickness, heights, views)]
+        out = []
+        with torch.no_grad(), threads_for(math.prod(shape)):
+            for d, t, h, v in zip(*columns):
+                key = (int(v), float(h), float(d), float(t), tuple(shape), dtype, str(device))
+                image = self._uniform.pop(key, None)
+                if image is None:
+                    operator = self.operator(int(v), float(h), float(d), float(t), tuple(shape), dtype, device)
+                    up = torch.zeros((1, *shape, 3), dtype=dtype, device=device)
+                    up[..., 2] = 1.0
+                    image = operator(up)
+                self._uniform[key] = image
+                while len(self._uniform) > self.cache_size:
+                    self._uniform.popitem(last=False)
+                out.append(image)
+        return torch.stack(out)
+
+
+def texture_power(target: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """``P_b (B,)``: the mean square of each ``target (B, ny, nx)`` levelled and less its
+    least-squares multiple of ``uniform (B, ny, nx)`` (the uniform film's image), at least
+    ``TEXTURE_POWER_FLOOR`` of the levelled target's mean square (no gradient)."""
+    with torch.no_grad():
+        levelled = level(target).square().mean(dim=(-2, -1))
+        _, share = uniform_residual(target, uniform)
+        return levelled * share.square().clamp_min(TEXTURE_POWER_FLOOR)
+
+
+def image_misfit(simulated: torch.Tensor, target: torch.Tensor, power: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over samples of ``mean((simulated - target)^2) / power``, images ``(B, ny, nx)``;
+    ``power (B,)`` defaults to each target's mean square (a zero power counts as 1 in the image's
+    units)."""
+    scale = target.square().mean(dim=(-2, -1)) if power is None else power
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return ((simulated - target).square().mean(dim=(-2, -1)) / scale).mean()
 
@@ -139,5 +181,8 @@ def training_loss(m_pred: torch.Tensor, m_true: torch.Tensor, target_images: tor
     if image_weight == 0:
         return LossTerms(angle, angle, torch.zeros_like(angle))
     simulated = forward.images(m_pred.to(target_images.dtype), Ms, dx, thickness, heights, views)
-    image = image_misfit(simulated, target_images).to(angle.dtype)
+    uniform = forward.uniform_images(dx, thickness, heights, views, tuple(target_images.shape[-2:]),
+                                     target_images.dtype, target_images.device)
+    power = texture_power(target_images, uniform)
+    image = image_misfit(simulated, target_images, power).to(angle.dtype)
     return LossTerms(angle + image_weight * image, angle, image)

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .network_input import CHANNELS
+
 MAX_GROUPS = 8
 """Most GroupNorm groups per block (fewer when the channel count is not a multiple of it)."""
 
@@ -49,7 +51,7 @@ class UNet(nn.Module):
     Parameters
     ----------
     in_channels, out_channels : int
-        Input channels (``network_input.CHANNELS``: 5) and outputs (3: the components of m before
+        Input channels (``network_input.CHANNELS``: 7) and outputs (3: the components of m before
         normalization).
     base : int
         Channels of the first level; level ``i`` has ``base * 2**i``.
@@ -57,7 +59,7 @@ class UNet(nn.Module):
         Number of poolings; ``ny`` and ``nx`` must be multiples of ``2**depth``.
     """
 
-    def __init__(self, in_channels: int = 5, out_channels: int = 3, base: int = 8, depth: int = 3):
+    def __init__(self, in_channels: int = CHANNELS, out_channels: int = 3, base: int = 8, depth: int = 3):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("base", base),
                             ("depth", depth)):
