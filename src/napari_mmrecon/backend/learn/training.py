@@ -228,7 +228,7 @@ def batch_loss(model, batch: Batch, forward: ForwardModel, image_weight: float, 
                            batch.D_sign, uniform).to(device)
     m_pred = predict_m(model, inputs, batch.D_sign.to(device))
     terms = training_loss(m_pred, batch.m.to(device), batch.images.to(device), forward, batch.Ms, batch.dx,
-                          batch.thickness, batch.heights, batch.views, image_weight)
+                          batch.thickness, batch.heights, batch.views, image_weight, uniform.to(device))
     return terms, m_pred
 
 

@@ -169,11 +169,13 @@ class LossTerms:
 
 
 def training_loss(m_pred: torch.Tensor, m_true: torch.Tensor, target_images: torch.Tensor, forward: ForwardModel,
-                  Ms, dx, thickness, heights, views, image_weight: float = DEFAULT_IMAGE_WEIGHT) -> LossTerms:
+                  Ms, dx, thickness, heights, views, image_weight: float = DEFAULT_IMAGE_WEIGHT,
+                  uniform: torch.Tensor | None = None) -> LossTerms:
     """The loss of predictions ``m_pred (B, ny, nx, 3)`` against ``m_true`` and the noise-free
     images ``target_images (B, ny, nx)`` of each sample's view (see the module docstring).
 
-    ``Ms`` (A/m), ``dx``, ``thickness``, ``heights`` (m), ``views`` (view indices): ``(B,)``.
+    ``Ms`` (A/m), ``dx``, ``thickness``, ``heights`` (m), ``views`` (view indices): ``(B,)``;
+    ``uniform (B, ny, nx)``: the items' ``forward.uniform_images`` when the caller has them already.
     The image term is computed in ``target_images``' dtype; with ``image_weight == 0`` it is skipped
     (reported as 0).
     """
@@ -181,8 +183,9 @@ def training_loss(m_pred: torch.Tensor, m_true: torch.Tensor, target_images: tor
     if image_weight == 0:
         return LossTerms(angle, angle, torch.zeros_like(angle))
     simulated = forward.images(m_pred.to(target_images.dtype), Ms, dx, thickness, heights, views)
-    uniform = forward.uniform_images(dx, thickness, heights, views, tuple(target_images.shape[-2:]),
-                                     target_images.dtype, target_images.device)
+    if uniform is None:
+        uniform = forward.uniform_images(dx, thickness, heights, views, tuple(target_images.shape[-2:]),
+                                         target_images.dtype, target_images.device)
     power = texture_power(target_images, uniform)
     image = image_misfit(simulated, target_images, power).to(angle.dtype)
     return LossTerms(angle + image_weight * image, angle, image)
