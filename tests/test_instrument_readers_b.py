@@ -13,7 +13,7 @@ import pytest
 import tifffile
 
 from napari_mmrecon.io import write_tiff
-from napari_mmrecon.io.instrument import InstrumentError, jpk, nanoscope, park, read_instrument
+from napari_mmrecon.io.instrument import InstrumentError, accepts_instrument, jpk, nanoscope, park, read_instrument
 
 DATA = Path(__file__).resolve().parent / "data" / "instrument"
 NANOSCOPE = DATA / "nanoscope_di-3.spm"
@@ -159,6 +159,8 @@ def test_accepts_only_its_own_format(tmp_path):
     for fmt, module in MODULES.items():
         for kind, path in candidates.items():
             assert module.accepts(path) == (kind == fmt), (fmt, kind)
+    assert all(accepts_instrument(path) for path in FILES.values())
+    assert not accepts_instrument(plain) and not accepts_instrument(text)
 
 
 def _damaged(path, tmp_path, tag, edit):

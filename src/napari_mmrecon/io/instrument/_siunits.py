@@ -15,7 +15,7 @@ _PREFIXES = {"": 1.0, "p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, 
 _BASE = {"m": "m", "V": "V", "A": "A", "N": "N", "Hz": "Hz", "N/m": "N/m", "s": "s", "Pa": "Pa"}
 """SI units a channel or parameter may carry, after the prefix."""
 
-_ANGLES = {"deg": 1.0, "°": 1.0, "º": 1.0, "\u00b0": 1.0, "degree": 1.0, "degrees": 1.0, "rad": 180.0 / math.pi}
+_ANGLES = {"deg": 1.0, "°": 1.0, "º": 1.0, "degree": 1.0, "degrees": 1.0, "rad": 180.0 / math.pi}
 """Angle units -> factor to degrees (``º`` is NanoScope's Latin-1 byte 0xBA)."""
 
 

@@ -66,7 +66,8 @@ def read(path) -> InstrumentFile:
         (height m, phase deg, volts V), pixel size ``(dy, dx)`` in m from ``Scan Size`` (with
         Gwyddion's rule for non-square aspect ratios), direction from ``Line Direction``
         (Trace = forward). Lift height only when the file's lift/interleave mode is on (from
-        ``@Lift Scan Height`` through its soft scale), spring constant when the header has one.
+        ``@Lift Scan Height`` through its soft scale), spring constant (N/m) from
+        ``\\Spring Constant`` where a section has it (force lists do).
         ``header`` holds every section's keys and values as text.
     """
     name = str(path)
@@ -92,7 +93,7 @@ def read(path) -> InstrumentFile:
     _unique_names(channels)
     lift_height, lift_note = _lift_height(sections, scan_list, channels)
     cantilever = {}
-    spring = _float(scan_list.get("spring constant", ""))
+    spring = _float(_lookup(sections, "spring constant"))  # "\\Spring Constant: 0.4" (N/m)
     if spring is not None and spring > 0:
         cantilever["k"] = spring
     missing = [note for note in (lift_note,) if note]

@@ -157,7 +157,7 @@ def _check_complete(name, order, tags, size) -> None:
             raise InstrumentError(f"{name}: TIFF tag {tag} is damaged or points past the end of the file (truncated)")
     if 273 in tags and 279 in tags:
         offsets, counts = (_unsigned(order, tags[t], entry_bytes(name, order, tags[t], size)) for t in (273, 279))
-        if len(offsets) != len(counts) or any(o + c > size for o, c in zip(offsets, counts)):
+        if len(offsets) != len(counts) or any(o + c > size for o, c in zip(offsets, counts, strict=True)):
             raise InstrumentError(f"{name}: the preview's strips run past the end of the file (truncated)")
 
 
