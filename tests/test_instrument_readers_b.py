@@ -67,6 +67,37 @@ def test_nanoscope_numbered_suffix(tmp_path):
     assert [c.name for c in read_instrument(copy).channels][0] == "Height Sensor"
 
 
+
+
+
+@pytest.mark.parametrize(("file", "channel", "nx", "rows", "xreal", "yreal_range"), [
+    # pySPM tests/test_Bruker.py: pixels x, y and real x, y (um or nm as the header writes them)
+    ("pyspm_header_only.000", "Height Sensor", 512, 512, 93e-6, (93e-6, 93e-6)),
+    ("pyspm_header_only.001", "Height", 512, 32, 65e-6, (4e-6, 4.1e-6)),  # scan stopped after 32 lines
+    ("pyspm_header_only.002", "Height Sensor", 512, 358, 300e-9, (209e-9, 210e-9)),  # aspect 0.516184
+    ("pyspm_header_only.003", "Height Sensor", 256, 256, 2e-6, (2e-6, 2e-6)),
+])
+def test_nanoscope_geometry_against_pyspm_headers(file, channel, nx, rows, xreal, yreal_range):
+    """pySPM's header-only test files (no data after the header): lines and scan size per channel
+    as pySPM's tests expect them; reading the whole file then fails as truncated."""
+    path = DATA / file
+    text = path.read_bytes().decode("latin-1")
+    sections = nanoscope._sections(text[: text.index("\\*File list end")])
+    scan_list = next(values for title, values in sections if title == "ciao scan list")
+    images = [values for title, values in sections if title == "ciao image list"]
+    image = next(im for i, im in enumerate(images) if nanoscope._channel_label(im, i) == channel)
+    itemsize = 4 if nanoscope._version(sections) >= 0x09200000 else 2
+    length = int(image["data length"])
+    header_nx, header_ny = int(image["samps/line"]), int(image["number of lines"])
+    assert header_nx == nx
+    assert nanoscope._rows(str(path), channel, image, nx, header_ny, itemsize, length) == rows
+    dy, dx = nanoscope._pixel_size(image, scan_list, nx, header_ny)
+    assert nx * dx == pytest.approx(xreal, rel=1e-9)
+    assert yreal_range[0] * (1 - 1e-9) <= rows * dy <= yreal_range[1] * (1 + 1e-9)
+    with pytest.raises(InstrumentError, match="past the end of the file"):
+        read_instrument(path)
+
+
 def test_jpk_channels_calibration_and_cantilever():
     """The QI image against AFMReader's tests/test_jpk.py: 100 x 100, pixel 4.999999999999986 nm,
     sums height_trace 31593146.16051172 nm, measuredHeight_trace 32181137.138706185 nm (the

@@ -30,8 +30,9 @@ from napari_mmrecon.io.instrument._siunits import to_si
 
 __all__ = ["accepts", "read"]
 
-_SIGNATURES = (b"\\*File list", b"\\\\*File list", b"?*File list")
-"""How an image file's header starts (the last seen after text-mode transfers, as Gwyddion notes)."""
+_SIGNATURES = (b"\\*File list", b"\\\\*File list", b"?*File list", b"\\*EC File list")
+"""How an image file's header starts (``?`` seen after text-mode transfers, as Gwyddion notes;
+``EC`` in electrochemistry files)."""
 
 _HEADER_END = "\\*File list end"
 MAX_HEADER_BYTES = 2**20
@@ -132,7 +133,7 @@ def _sections(text: str) -> list[tuple[str, dict]]:
 def _version(sections) -> int:
     """The header's ``\\Version`` (hex) from the File list, 0 when absent."""
     for title, values in sections:
-        if title == "file list" and "version" in values:
+        if title in ("file list", "ec file list") and "version" in values:
             try:
                 return int(values["version"], 16)
             except ValueError:
@@ -151,10 +152,8 @@ def _channel(name, size, image, index, sections, scan_list, version) -> Instrume
     if nx * ny > MAX_CHANNEL_PIXELS:
         raise InstrumentError(f"{name}: channel {label!r} declares {ny} x {nx} pixels (damaged header)")
     itemsize = 4 if version >= 0x09200000 else 2
-    nbytes = nx * ny * itemsize
-    if length < nbytes:
-        raise InstrumentError(f"{name}: channel {label!r} has Data length {length}, {ny} x {nx} pixels of "
-                              f"{itemsize} bytes need {nbytes}")
+    rows = _rows(name, label, image, nx, ny, itemsize, length)
+    nbytes = nx * rows * itemsize
     if offset + nbytes > size:
         raise InstrumentError(f"{name}: channel {label!r} runs past the end of the file (truncated: "
                               f"{size} bytes, needs {offset + nbytes})")
@@ -164,17 +163,32 @@ def _channel(name, size, image, index, sections, scan_list, version) -> Instrume
     factor, unit, scale_note = _z_scale(image, sections, scale_bytes)
     with open(name, "rb") as fh:
         fh.seek(offset)
-        raw = np.fromfile(fh, dtype="<i4" if itemsize == 4 else "<i2", count=nx * ny)
-    data = checked_channel_data(name, label, raw.astype(np.float64) * factor, (ny, nx))
+        raw = np.fromfile(fh, dtype="<i4" if itemsize == 4 else "<i2", count=nx * rows)
+    data = checked_channel_data(name, label, raw.astype(np.float64) * factor, (rows, nx))
     metadata = {key: image[key] for key in ("scan line", "frame direction", "line direction", "@2:z scale",
                                             "@2:z offset", "@2:image data", "plane fit", "data type")
                 if key in image}
     if scale_note:
         metadata["scale_note"] = scale_note
+    if rows < ny:
+        metadata["partial_frame"] = (f"{rows} of {ny} lines (scan stopped early); rows as stored, their place "
+                                     "in the frame is not in the header")
     direction = {"trace": "forward", "retrace": "backward"}.get(image.get("line direction", "").lower(), "")
     data_type = _bracket(image.get("@2:image data", ""))
     return InstrumentChannel(name=label, data=data, unit=unit, pixel_size=_pixel_size(image, scan_list, nx, ny),
                              direction=direction, quantity=_quantity(f"{label} {data_type}"), metadata=metadata)
+
+
+def _rows(name, label, image, nx, ny, itemsize, length) -> int:
+    """Lines the channel holds: ``Number of lines``, or fewer for a scan stopped early, where
+    ``Data length`` holds whole lines and ``Valid data len Y`` says how many (as pySPM reads it)."""
+    if length >= nx * ny * itemsize:
+        return ny
+    rows, rest = divmod(length, nx * itemsize)
+    if rest == 0 and 2 <= rows and _int(image.get("valid data len y")) == rows:
+        return rows
+    raise InstrumentError(f"{name}: channel {label!r} has Data length {length}, {ny} x {nx} pixels of "
+                          f"{itemsize} bytes need {nx * ny * itemsize}")
 
 
 def _channel_label(image, index) -> str:
