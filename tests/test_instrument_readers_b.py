@@ -212,7 +212,10 @@ MANGLES = {
     "jpk": [lambda b: b.replace(b"LinearScaling", b"LinearScal1ng"),
             lambda b: b[:4] + b"\xf0\xff\xff\x7f" + b[8:]],
     "park": [lambda b: b[:_park_header_offset(b) + 100] + struct.pack("<I", 513) + b[_park_header_offset(b) + 104:],
-             lambda b: b.replace(struct.pack("<I", 0x01000002), struct.pack("<I", 0x01000009), 1)],
+             lambda b: b.replace(struct.pack("<I", 0x01000002), struct.pack("<I", 0x01000009), 1),
+             # data_gain and z_scale (header bytes 220-235) 1e308: the scale overflows
+             lambda b: b[:_park_header_offset(b) + 220] + struct.pack("<dd", 1e308, 1e308)
+             + b[_park_header_offset(b) + 236:]],
 }
 
 

@@ -1,4 +1,5 @@
-"""Unit strings as instruments write them -> (factor, SI unit) for the NanoScope, JPK and Park readers.
+"""Unit strings as instruments write them -> (factor, SI unit), and the scaling of raw counts, for the
+NanoScope, JPK and Park readers.
 
 ``to_si("nm") == (1e-9, "m")``: multiply a value in the written unit by the factor to get it in
 the SI unit. Phases go to degrees (``"deg"``), the unit the analysis uses for MFM phase.
@@ -7,6 +8,8 @@ the SI unit. Phases go to degrees (``"deg"``), the unit the analysis uses for MF
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 _PREFIXES = {"": 1.0, "p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "~": 1e-6, "m": 1e-3,
              "k": 1e3, "M": 1e6, "G": 1e9}
@@ -46,3 +49,16 @@ def value_with_unit(text: str) -> float | None:
     if conversion is None or not math.isfinite(number):
         return None
     return number * conversion[0]
+
+
+def scaled(path, label: str, raw, factor: float, offset: float = 0.0) -> np.ndarray:
+    """``raw * factor + offset`` as float64, or InstrumentError naming the file and channel when a
+    damaged scale makes a value overflow to infinity."""
+    from napari_mmrecon.io.instrument import InstrumentError
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.asarray(raw, dtype=np.float64) * factor + offset
+    if np.isinf(data).any() or not (math.isfinite(factor) and math.isfinite(offset)):
+        raise InstrumentError(f"{path}: channel {label!r}: its scale ({factor:g}, offset {offset:g}) overflows "
+                              "(damaged header)")
+    return data

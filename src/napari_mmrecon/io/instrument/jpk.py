@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_mmrecon.io.instrument import (MAX_CHANNEL_PIXELS, InstrumentChannel, InstrumentError, InstrumentFile,
                                           checked_channel_data)
-from napari_mmrecon.io.instrument._siunits import to_si, value_with_unit
+from napari_mmrecon.io.instrument._siunits import scaled, to_si, value_with_unit
 from napari_mmrecon.io.instrument._tifftags import first_ifd
 
 __all__ = ["accepts", "read"]
@@ -104,7 +104,7 @@ def _channel(name, page, grid) -> InstrumentChannel:
     conversion = to_si(unit) if unit else None
     factor, si_unit = conversion if conversion is not None else (1.0, "")
     values = checked_channel_data(name, label, page.asarray(), page.shape)
-    data = (values * multiplier + offset) * factor
+    data = scaled(name, label, values, multiplier * factor, offset * factor)
     if grid[TAG_REFLECT]:
         data = data[::-1].copy()
     ulength, vlength = grid[TAG_ULENGTH], grid[TAG_VLENGTH]

@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_mmrecon.io.instrument import (MAX_CHANNEL_PIXELS, InstrumentChannel, InstrumentError, InstrumentFile,
                                           checked_channel_data)
-from napari_mmrecon.io.instrument._siunits import to_si
+from napari_mmrecon.io.instrument._siunits import scaled, to_si
 
 __all__ = ["accepts", "read"]
 
@@ -164,7 +164,7 @@ def _channel(name, size, image, index, sections, scan_list, version) -> Instrume
     with open(name, "rb") as fh:
         fh.seek(offset)
         raw = np.fromfile(fh, dtype="<i4" if itemsize == 4 else "<i2", count=nx * rows)
-    data = checked_channel_data(name, label, raw.astype(np.float64) * factor, (rows, nx))
+    data = checked_channel_data(name, label, scaled(name, label, raw, factor), (rows, nx))
     metadata = {key: image[key] for key in ("scan line", "frame direction", "line direction", "@2:z scale",
                                             "@2:z offset", "@2:image data", "plane fit", "data type")
                 if key in image}

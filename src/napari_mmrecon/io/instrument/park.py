@@ -32,7 +32,7 @@ import numpy as np
 
 from napari_mmrecon.io.instrument import (MAX_CHANNEL_PIXELS, InstrumentChannel, InstrumentError, InstrumentFile,
                                          checked_channel_data)
-from napari_mmrecon.io.instrument._siunits import to_si
+from napari_mmrecon.io.instrument._siunits import scaled, to_si
 from napari_mmrecon.io.instrument._tifftags import entry_bytes, first_ifd, long_value
 
 __all__ = ["accepts", "read"]
@@ -120,10 +120,13 @@ def read(path) -> InstrumentFile:
     if len(raw) != expected:
         raise InstrumentError(f"{name}: the header says {ny} x {nx} pixels of {np.dtype(dtype).name} "
                               f"({expected} bytes), the data tag holds {len(raw)} bytes")
-    values = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a float32 signalling NaN warns in the cast
+        values = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    values[~np.isfinite(values)] = np.nan  # float data: a lost pixel, never an infinity
     unit, factor, note = _z_unit(header["z_unit"])
     z_scale = header["z_scale"] if header["z_scale"] != 0 else 1.0
-    values = header["data_gain"] * factor * (values * z_scale + header["z_offset"])
+    gain = header["data_gain"] * factor
+    values = scaled(name, header["source_name"], values, gain * z_scale, gain * header["z_offset"])
     channel_name = header["source_name"] or "Park data"
     data = checked_channel_data(name, channel_name, values, (ny, nx))
     xreal, yreal = abs(header["xreal_um"]) * 1e-6, abs(header["yreal_um"]) * 1e-6
