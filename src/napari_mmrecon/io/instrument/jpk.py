@@ -89,7 +89,8 @@ def read(path) -> InstrumentFile:
                                                            ("Q", "quality factor Q")) if key not in cantilever]
     if any(c.pixel_size is None for c in channels):
         missing.insert(0, "pixel size")
-    header = {"grid": {str(tag): value for tag, value in grid.items() if value is not None}, "settings": settings}
+    header = {"grid": {str(tag): value for tag, value in grid.items() if isinstance(value, (bool, int, float, str))},
+              "settings": settings}
     return InstrumentFile(path=name, format="jpk", channels=channels, cantilever=cantilever, missing=missing,
                           header=header)
 

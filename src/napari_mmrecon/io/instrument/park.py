@@ -25,6 +25,7 @@ anything is allocated.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 
@@ -126,11 +127,11 @@ def read(path) -> InstrumentFile:
     unit, factor, note = _z_unit(header["z_unit"])
     z_scale = header["z_scale"] if header["z_scale"] != 0 else 1.0
     gain = header["data_gain"] * factor
-    values = scaled(name, header["source_name"], values, gain * z_scale, gain * header["z_offset"])
     channel_name = header["source_name"] or "Park data"
+    values = scaled(name, channel_name, values, gain * z_scale, gain * header["z_offset"])
     data = checked_channel_data(name, channel_name, values, (ny, nx))
     xreal, yreal = abs(header["xreal_um"]) * 1e-6, abs(header["yreal_um"]) * 1e-6
-    pixel_size = (yreal / ny, xreal / nx) if xreal > 0 and yreal > 0 else None
+    pixel_size = (yreal / ny, xreal / nx) if all(0 < v < math.inf for v in (xreal, yreal)) else None
     if header["swap_xy"]:
         data = np.flipud(np.rot90(np.flipud(data)))
         pixel_size = None if pixel_size is None else (xreal / nx, yreal / ny)
