@@ -7,12 +7,21 @@ or from the files' own text headers, as said at each test.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_mmrecon.io.instrument import InstrumentError, accepts_instrument, gwy, ibw, read_instrument, sxm
+from napari_mmrecon.io.instrument import (
+    InstrumentError,
+    accepts_instrument,
+    gwy,
+    ibw,
+    read_instrument,
+    sxm,
+)
+from napari_mmrecon.io.instrument._units import si_unit
 
 DATA = Path(__file__).resolve().parent / "data" / "instrument"
 GWY_WRITTEN = DATA / "gwyfile_written.gwy"
@@ -114,6 +123,23 @@ def test_nanonis_backward_images_are_mirrored_into_the_forward_frame():
     assert np.corrcoef(forward.ravel(), backward[:, ::-1].ravel())[0, 1] < 0.5
 
 
+def test_nanonis_scan_down_is_flipped_to_increasing_y(tmp_path):
+    # The same bytes with the header's scan direction edited from up to down: the first stored line is
+    # then the frame's top, so every image comes out flipped in y (an identity, not a new measurement).
+    raw = SXM.read_bytes()
+    down = tmp_path / "down.sxm"
+    down.write_bytes(raw.replace(b":SCAN_DIR:\nup\n", b":SCAN_DIR:\ndown\n", 1))
+    for up_channel, down_channel in zip(read_instrument(SXM).channels, read_instrument(down).channels):
+        np.testing.assert_array_equal(down_channel.data, up_channel.data[::-1])
+
+
+def test_si_units_with_prefixes_and_radians():
+    assert si_unit("nm") == ("m", 1e-9) and si_unit("kHz") == ("Hz", 1e3) and si_unit("mV") == ("V", 1e-3)
+    assert si_unit("\u00b5m") == ("m", 1e-6) and si_unit("\u00b0") == ("deg", 1.0)
+    assert si_unit("rad")[0] == "deg" and si_unit("rad")[1] * np.pi == pytest.approx(180.0)
+    assert si_unit("a.u.") == ("", 1.0) and si_unit("") == ("", 1.0) and si_unit("mdeg") == ("", 1.0)
+
+
 def test_accepts_only_its_own_format(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("GWY? no: plain text\n")
@@ -126,6 +152,20 @@ def test_accepts_only_its_own_format(tmp_path):
     renamed = tmp_path / "text.sxm"
     renamed.write_text("plain text\n")
     assert not accepts_instrument(renamed)
+
+
+def test_gwyddion_1_file_is_refused_with_a_clear_message(tmp_path):
+    old = tmp_path / "old.gwy"  # Gwyddion 1.x wrote the magic GWYO and another serialization
+    old.write_bytes(b"GWYO" + GWY_WRITTEN.read_bytes()[4:])
+    assert not gwy.accepts(old)
+    with pytest.raises(InstrumentError, match="old.gwy: a Gwyddion 1.x file"):
+        read_instrument(old)
+
+
+@pytest.mark.parametrize("path", list(FILES), ids=lambda p: p.name)
+def test_header_and_metadata_are_json_serialisable(path):
+    read = read_instrument(path)
+    json.dumps([read.header, read.cantilever, read.missing, read.lift_height] + [c.metadata for c in read.channels])
 
 
 def _mangled(path: Path) -> bytes:

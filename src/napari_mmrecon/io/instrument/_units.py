@@ -31,10 +31,10 @@ def si_unit(unit: str) -> tuple[str, float]:
 
 
 _QUANTITY_PATTERNS = [
-    ("frequency_shift", re.compile(r"freq|\bdf\b|delta_?f", re.I), ("Hz", "")),
-    ("phase", re.compile(r"phase", re.I), ("deg", "")),
-    ("amplitude", re.compile(r"amp", re.I), ("m", "V", "")),
-    ("height", re.compile(r"height|topo|^z(\b|_|sensor)|z[ _-]?sensor", re.I), ("m", "")),
+    ("frequency_shift", re.compile(r"freq|\bdf\b|delta_?f", re.IGNORECASE), ("Hz", "")),
+    ("phase", re.compile(r"phase", re.IGNORECASE), ("deg", "")),
+    ("amplitude", re.compile(r"amp", re.IGNORECASE), ("m", "V", "")),
+    ("height", re.compile(r"height|topo|^z(\b|_|sensor)|z[ _-]?sensor", re.IGNORECASE), ("m", "")),
 ]
 """(quantity, channel-name pattern, units the quantity may have) in order of precedence."""
 

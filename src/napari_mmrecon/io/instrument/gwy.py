@@ -27,8 +27,18 @@ import struct
 
 import numpy as np
 
-from napari_mmrecon.io.instrument import InstrumentChannel, InstrumentError, InstrumentFile, checked_channel_data
-from napari_mmrecon.io.instrument._units import missing_items, quantity_of, scan_direction, si_unit
+from napari_mmrecon.io.instrument import (
+    InstrumentChannel,
+    InstrumentError,
+    InstrumentFile,
+    checked_channel_data,
+)
+from napari_mmrecon.io.instrument._units import (
+    missing_items,
+    quantity_of,
+    scan_direction,
+    si_unit,
+)
 
 MAGIC = b"GWYP"
 MAX_DEPTH = 64
@@ -166,15 +176,18 @@ def _channel(path, number: int, title: str, field: dict, meta) -> InstrumentChan
 
 def read(path) -> InstrumentFile:
     """Every image channel of the Gwyddion file ``path`` (rows flipped to increasing y)."""
-    if not accepts(path):
-        raise InstrumentError(f"{path}: not a Gwyddion file (no GWYP magic)")
     with open(path, "rb") as handle:
         raw = handle.read()
+    if raw.startswith(b"GWYO"):
+        raise InstrumentError(f"{path}: a Gwyddion 1.x file (GWYO), which is not read here; save it again "
+                              "with Gwyddion 2 (GWYP)")
+    if not raw.startswith(MAGIC):
+        raise InstrumentError(f"{path}: not a Gwyddion file (no GWYP magic)")
     try:
         container = parse_gwyp(raw)
     except ValueError as exc:
         raise InstrumentError(f"{path}: damaged or truncated Gwyddion file ({exc})") from None
-    numbers = sorted(int(m.group(1)) for key in container.keys() if (m := re.fullmatch(r"/(\d+)/data", str(key))))
+    numbers = sorted(int(m.group(1)) for key in container if (m := re.fullmatch(r"/(\d+)/data", str(key))))
     channels = []
     for number in numbers:
         field = container[f"/{number}/data"]

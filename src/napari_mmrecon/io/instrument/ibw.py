@@ -5,10 +5,12 @@ fast scan, x); each layer is a channel named by the wave's dimension labels (``H
 ``NapPhaseRetrace``...). The labels are read from the file here: igor2 0.5.15 joins a label's
 bytes past its terminating NUL (``"PhaseRetrace\\0race"`` becomes ``"PhaseRetracerace"``).
 
-Units per channel by the Asylum channel name: heights, Z sensor, deflection and amplitude in m,
-phase in degrees, frequency in Hz, others from the note's ``<Name>Unit`` (``UserIn0Unit: V``) or
-unknown. The pixel size is the wave's own x/y scaling (Igor's ``sfA``; Asylum writes
-``ScanSize / (ScanPoints - 1)``: the first and last points sit on the frame's edges).
+A channel whose name starts with ``Nap`` was taken on the lift (nap) pass: ``metadata["pass"]`` is
+``"lift"`` there, ``"main"`` otherwise. Units per channel by the Asylum channel name: heights,
+Z sensor, deflection and amplitude in m, phase in degrees, frequency in Hz, others from the note's
+``<Name>Unit`` (``UserIn0Unit: V``) or unknown. The pixel size is the wave's own x/y scaling
+(Igor's ``sfA``; Asylum writes ``ScanSize / (ScanPoints - 1)``: the first and last points sit on
+the frame's edges).
 
 The wave note (``Key: value`` lines) gives the cantilever: ``k`` from ``SpringConstant``; ``f0`` from
 ``ThermalFrequency`` (the free resonance of the thermal tune), else ``ResFreq1``, else
@@ -16,8 +18,9 @@ The wave note (``Key: value`` lines) gives the cantilever: ``k`` from ``SpringCo
 ``NapMode`` is on, or ``LiftHeight``.
 
 Row order: Igor's dimension 1 is the slow scan with line 0 at the frame's bottom (y = 0) as Igor
-displays it, whichever way the slow scan went (``ScanDown`` is kept in the header), so the image
-is the layer transposed to ``(ny, nx)`` with no flip: increasing row = increasing y.
+displays it, so the image is the layer transposed to ``(ny, nx)`` with no flip: increasing row =
+increasing y. ``ScanDown`` is kept in the header; that Asylum stores the lines by position also
+for a downward slow scan is assumed (the test file scans up).
 """
 
 from __future__ import annotations
@@ -28,15 +31,25 @@ import struct
 
 import numpy as np
 
-from napari_mmrecon.io.instrument import InstrumentChannel, InstrumentError, InstrumentFile, checked_channel_data
-from napari_mmrecon.io.instrument._units import missing_items, quantity_of, scan_direction, si_unit
+from napari_mmrecon.io.instrument import (
+    InstrumentChannel,
+    InstrumentError,
+    InstrumentFile,
+    checked_channel_data,
+)
+from napari_mmrecon.io.instrument._units import (
+    missing_items,
+    quantity_of,
+    scan_direction,
+    si_unit,
+)
 
 VERSIONS = (1, 2, 3, 5)
 BIN_HEADER5_BYTES = 64
 LABEL_BYTES = 32
 
-_UNIT_BY_NAME = [(re.compile(r"height|zsensor|deflection|amplitude", re.I), "m"),
-                 (re.compile(r"phase", re.I), "deg"), (re.compile(r"freq", re.I), "Hz")]
+_UNIT_BY_NAME = [(re.compile(r"height|zsensor|deflection|amplitude", re.IGNORECASE), "m"),
+                 (re.compile(r"phase", re.IGNORECASE), "deg"), (re.compile(r"freq", re.IGNORECASE), "Hz")]
 """Asylum channel name -> unit of its values (``Inphase``/``Quadrature`` are volts and so unknown here)."""
 
 
@@ -53,7 +66,8 @@ def _check_v5_sizes(path, raw: bytes):
     if len(raw) < BIN_HEADER5_BYTES:
         raise InstrumentError(f"{path}: {len(raw)} bytes, shorter than an Igor header (truncated)")
     order = "<" if raw[0] == 5 else ">"
-    sizes = struct.unpack_from(order + "13i", raw, 4)  # wfmSize, formula, note, dataEUnits, dimEUnits[4], dimLabels[4], sIndices
+    # wfmSize, formulaSize, noteSize, dataEUnitsSize, dimEUnitsSize[4], dimLabelsSize[4], sIndicesSize
+    sizes = struct.unpack_from(order + "13i", raw, 4)
     if min(sizes) < 0 or BIN_HEADER5_BYTES + sum(sizes) > len(raw):
         raise InstrumentError(f"{path}: the Igor header declares {BIN_HEADER5_BYTES + sum(sizes)} bytes, the file has "
                               f"{len(raw)} (truncated or damaged)")
@@ -90,8 +104,8 @@ def _layer_labels(path, raw: bytes, bin_header: dict, version: int, layers: int)
     """The names of the ``layers`` layers (dimension 2 labels), cut at each label's NUL."""
     if version != 5 or int(bin_header["dimLabelsSize"][2]) == 0:
         return [f"Channel {index}" for index in range(layers)]
-    offset = (BIN_HEADER5_BYTES + int(bin_header["wfmSize"]) + int(bin_header["formulaSize"]) + int(bin_header["noteSize"])
-              + int(bin_header["dataEUnitsSize"]) + int(sum(bin_header["dimEUnitsSize"]))
+    offset = (BIN_HEADER5_BYTES + int(bin_header["wfmSize"]) + int(bin_header["formulaSize"])
+              + int(bin_header["noteSize"]) + int(bin_header["dataEUnitsSize"]) + int(sum(bin_header["dimEUnitsSize"]))
               + int(sum(bin_header["dimLabelsSize"][:2])))
     block = raw[offset: offset + int(bin_header["dimLabelsSize"][2])]
     labels = [block[i: i + LABEL_BYTES].split(b"\0", 1)[0].decode("latin-1").strip()
@@ -161,7 +175,8 @@ def read(path) -> InstrumentFile:
         data = checked_channel_data(path, name, values[:, :, index].T) * factor
         channels.append(InstrumentChannel(name=name, data=np.ascontiguousarray(data), unit=unit, pixel_size=pixel_size,
                                           direction=scan_direction(name), quantity=quantity_of(name, unit),
-                                          metadata={"layer": index}))
+                                          metadata={"layer": index,
+                                                    "pass": "lift" if name.startswith("Nap") else "main"}))
     cantilever, sources = _cantilever(note)
     lift = _lift_height(note)
     record = {**note, "igor_version": version, "wave_name": header.get("bname", b"").decode("latin-1"),
