@@ -41,7 +41,7 @@ def test_nanoscope_channels_units_and_pixel_size():
     # pySPM 0.6 (through AFMReader 0.0.7's load_spm) gives the phase a std of 6.447600144017035 deg
     assert f.channel("Phase").data.std() == pytest.approx(6.447600144017035, rel=1e-9)
     assert f.lift_height is None and f.cantilever == {}
-    assert any(m.startswith("lift height") for m in f.missing) and "spring constant k" in f.missing
+    assert any(m.startswith("lift height") for m in f.missing) and "cantilever spring constant k" in f.missing
 
 
 @pytest.mark.parametrize(("channel", "per_count"), [
@@ -117,7 +117,7 @@ def test_jpk_channels_calibration_and_cantilever():
         assert f.channel(name).data.sum() == pytest.approx(expected, rel=1e-9)
     assert f.channel("Height").quantity == "height"
     assert f.cantilever == pytest.approx({"k": 98.4935e-3, "f0": 27.78e3, "Q": 1.957}, rel=1e-12)
-    assert f.missing == ["lift height"]
+    assert f.missing == ["lift height"]  # k, f0 and Q are in the file
 
 
 def test_park_file_is_the_data_not_the_preview():

@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_mmrecon.io.instrument import (MAX_CHANNEL_PIXELS, InstrumentChannel, InstrumentError, InstrumentFile,
                                           checked_channel_data)
-from napari_mmrecon.io.instrument._siunits import scaled, to_si, value_with_unit
+from napari_mmrecon.io.instrument._units import missing_items, quantity_of, scaled, si_unit, value_with_unit
 from napari_mmrecon.io.instrument._tifftags import first_ifd
 
 __all__ = ["accepts", "read"]
@@ -39,9 +39,6 @@ _CANTILEVER = {"k": "cantilever-calibration-info.spring-constant", "f0": "cantil
                "Q": "cantilever-calibration-info.qFactor"}
 """Cantilever value -> the settings key JPK writes it under (value and unit)."""
 
-_QUANTITIES = (("phase", "phase"), ("frequency", "frequency_shift"), ("amplitude", "amplitude"),
-               ("height", "height"))
-"""JPK channel name fragment (lower case) -> normalized quantity, first match wins."""
 
 
 def accepts(path) -> bool:
@@ -85,10 +82,8 @@ def read(path) -> InstrumentFile:
         value = value_with_unit(settings.get(setting, ""))
         if value is not None and value > 0:
             cantilever[key] = value
-    missing = ["lift height"] + [words for key, words in (("k", "spring constant k"), ("f0", "resonance frequency f0"),
-                                                           ("Q", "quality factor Q")) if key not in cantilever]
-    if any(c.pixel_size is None for c in channels):
-        missing.insert(0, "pixel size")
+    pixel_size = None if any(c.pixel_size is None for c in channels) else channels[0].pixel_size
+    missing = missing_items(pixel_size, None, cantilever)
     header = {"grid": {str(tag): value for tag, value in grid.items() if isinstance(value, (bool, int, float, str))},
               "settings": settings}
     return InstrumentFile(path=name, format="jpk", channels=channels, cantilever=cantilever, missing=missing,
@@ -102,8 +97,7 @@ def _channel(name, page, grid) -> InstrumentChannel:
     if len(page.shape) != 2 or math.prod(page.shape) > MAX_CHANNEL_PIXELS:
         raise InstrumentError(f"{name}: channel {label!r} has shape {page.shape} (not a 2-D image or damaged)")
     multiplier, offset, unit, slot = _calibration(name, page, label)
-    conversion = to_si(unit) if unit else None
-    factor, si_unit = conversion if conversion is not None else (1.0, "")
+    si, factor = si_unit(unit)
     values = checked_channel_data(name, label, page.asarray(), page.shape)
     data = scaled(name, label, values, multiplier * factor, offset * factor)
     if grid[TAG_REFLECT]:
@@ -115,9 +109,9 @@ def _channel(name, page, grid) -> InstrumentChannel:
         pixel_size = (abs(float(vlength)) / ny, abs(float(ulength)) / nx)
     retrace = bool(_tag(page, TAG_RETRACE))
     metadata = {"jpk_channel": internal, "calibration_slot": slot, "file_unit": unit}
-    return InstrumentChannel(name=f"{label} (retrace)" if retrace else label, data=data, unit=si_unit,
+    return InstrumentChannel(name=f"{label} (retrace)" if retrace else label, data=data, unit=si,
                              pixel_size=pixel_size, direction="backward" if retrace else "forward",
-                             quantity=_quantity(internal), metadata=metadata)
+                             quantity=quantity_of(f"{internal} {label}", si), metadata=metadata)
 
 
 def _calibration(name, page, label) -> tuple[float, float, str, str]:
@@ -178,7 +172,3 @@ def _unique_names(channels) -> None:
         if seen[channel.name] > 1:
             channel.name = f"{channel.name} {seen[channel.name]}"
 
-
-def _quantity(internal: str) -> str:
-    lowered = internal.lower()
-    return next((quantity for key, quantity in _QUANTITIES if key in lowered), "")

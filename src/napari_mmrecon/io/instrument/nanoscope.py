@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_mmrecon.io.instrument import (MAX_CHANNEL_PIXELS, InstrumentChannel, InstrumentError, InstrumentFile,
                                           checked_channel_data)
-from napari_mmrecon.io.instrument._siunits import scaled, to_si
+from napari_mmrecon.io.instrument._units import missing_items, quantity_of, scaled, si_unit
 
 __all__ = ["accepts", "read"]
 
@@ -45,9 +45,6 @@ _CIAO_VALUE = re.compile(rf"^V\s*(?:\[(?P<soft>[^\]]*)\])?\s*(?:\((?P<lsb>{_NUMB
 _SOFT_VALUE = re.compile(rf"^V\s+(?P<value>{_NUMBER})\s*(?P<unit>\S*)\s*$")
 """``V 34.55678 nm/V``: a soft scale's value and unit."""
 
-_QUANTITIES = (("phase", "phase"), ("freq", "frequency_shift"), ("amplitude", "amplitude"), ("height", "height"),
-               ("zsensor", "height"))
-"""Channel name / data-type fragment -> normalized quantity, first match wins."""
 
 
 def accepts(path) -> bool:
@@ -97,12 +94,9 @@ def read(path) -> InstrumentFile:
     spring = _float(_lookup(sections, "spring constant"))  # "\\Spring Constant: 0.4" (N/m)
     if spring is not None and spring > 0:
         cantilever["k"] = spring
-    missing = [note for note in (lift_note,) if note]
-    if "k" not in cantilever:
-        missing.append("spring constant k")
-    missing += ["resonance frequency f0", "quality factor Q"]
-    if any(c.pixel_size is None for c in channels):
-        missing.insert(0, "pixel size")
+    pixel_size = None if any(c.pixel_size is None for c in channels) else channels[0].pixel_size
+    missing = [lift_note if item == "lift height" else item for item in missing_items(pixel_size, lift_height,
+                                                                                         cantilever)]
     header = {_section_key(title, i, sections): dict(values) for i, (title, values) in enumerate(sections)}
     return InstrumentFile(path=name, format="nanoscope", channels=channels, lift_height=lift_height,
                           cantilever=cantilever, missing=missing, header=header)
@@ -176,7 +170,7 @@ def _channel(name, size, image, index, sections, scan_list, version) -> Instrume
     direction = {"trace": "forward", "retrace": "backward"}.get(image.get("line direction", "").lower(), "")
     data_type = _bracket(image.get("@2:image data", ""))
     return InstrumentChannel(name=label, data=data, unit=unit, pixel_size=_pixel_size(image, scan_list, nx, ny),
-                             direction=direction, quantity=_quantity(f"{label} {data_type}"), metadata=metadata)
+                             direction=direction, quantity=quantity_of(f"{label} {data_type}", unit), metadata=metadata)
 
 
 def _rows(name, label, image, nx, ny, itemsize, length) -> int:
@@ -217,14 +211,14 @@ def _z_scale(image, sections, scale_bytes) -> tuple[float, str, str]:
         soft_unit = soft_match["unit"]
         if soft_unit:
             numerator, _, denominator = soft_unit.partition("/")
-            hard_si, denominator_si = to_si(unit), to_si(denominator) if denominator else None
-            if hard_si and denominator_si and hard_si[1] == denominator_si[1]:
-                per_count *= hard_si[0] / denominator_si[0]
+            (hard_si, hard_factor), (denominator_si, denominator_factor) = si_unit(unit), si_unit(denominator)
+            if hard_si and hard_si == denominator_si:
+                per_count *= hard_factor / denominator_factor
             unit = numerator
-    conversion = to_si(unit)
-    if conversion is None:
+    si, factor = si_unit(unit)
+    if not si:
         return per_count, "", f"unit {unit!r} not understood: values as the file scales them"
-    return per_count * conversion[0], conversion[1], ""
+    return per_count * factor, si, ""
 
 
 def _pixel_size(image, scan_list, nx, ny) -> tuple[float, float] | None:
@@ -237,11 +231,11 @@ def _pixel_size(image, scan_list, nx, ny) -> tuple[float, float] | None:
             break
         numbers.append(abs(value))
     unit = parts[len(numbers)] if len(parts) > len(numbers) else ""
-    conversion = to_si(unit)
-    if not numbers or conversion is None or conversion[1] != "m" or not numbers[0] > 0:
+    si, factor = si_unit(unit)
+    if not numbers or si != "m" or not numbers[0] > 0:
         return None
-    xreal = numbers[0] * conversion[0]
-    yreal = (numbers[1] if len(numbers) > 1 and numbers[1] > 0 else numbers[0]) * conversion[0]
+    xreal = numbers[0] * factor
+    yreal = (numbers[1] if len(numbers) > 1 and numbers[1] > 0 else numbers[0]) * factor
     if _nonsquare(image):  # Gwyddion's rule (nanoscope.c, hash_to_data_field)
         if _nonsquare(scan_list):
             yreal *= ny / nx
@@ -267,10 +261,10 @@ def _lift_height(sections, scan_list, channels) -> tuple[float | None, str]:
     if match is None or not match["soft"]:
         return None, "lift height (no '@Lift Scan Height' in the header)"
     soft = _SOFT_VALUE.match(_lookup(sections, f"@{match['soft'].strip()}".lower()) or "")
-    conversion = to_si(soft["unit"].partition("/")[0]) if soft else None
-    if conversion is None or conversion[1] != "m":
+    si, factor = si_unit(soft["unit"].partition("/")[0]) if soft else ("", 1.0)
+    if si != "m":
         return None, "lift height (its scale is not a length)"
-    return abs(float(match["hard"]) * float(soft["value"]) * conversion[0]), ""
+    return abs(float(match["hard"]) * float(soft["value"]) * factor), ""
 
 
 def _lookup(sections, key):
@@ -300,10 +294,6 @@ def _bracket(value: str) -> str:
     found = re.search(r"\[([^\]]*)\]", value)
     return found.group(1).strip() if found else ""
 
-
-def _quantity(text: str) -> str:
-    lowered = text.lower()
-    return next((quantity for key, quantity in _QUANTITIES if key in lowered), "")
 
 
 def _int(value) -> int | None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from napari_mmrecon.io.instrument import (MAX_CHANNEL_PIXELS, InstrumentChannel, InstrumentError, InstrumentFile,
                                          checked_channel_data)
-from napari_mmrecon.io.instrument._siunits import scaled, to_si
+from napari_mmrecon.io.instrument._units import missing_items, quantity_of, scaled, si_unit
 from napari_mmrecon.io.instrument._tifftags import entry_bytes, first_ifd, long_value
 
 __all__ = ["accepts", "read"]
@@ -63,9 +63,6 @@ _MIN_HEADER = {VERSIONS[0]: 356, VERSIONS[1]: 580}
 _DATA_TYPES = {0: "<i2", 1: "<i4", 2: "<f4"}
 """Version-2 data type -> numpy dtype (always little-endian, as psia.c reads it)."""
 
-_QUANTITIES = (("phase", "phase"), ("freq", "frequency_shift"), ("amplitude", "amplitude"), ("height", "height"),
-               ("topography", "height"), ("z detector", "height"))
-"""Channel (source) name fragment -> normalized quantity, first match wins."""
 
 
 def accepts(path) -> bool:
@@ -143,10 +140,8 @@ def read(path) -> InstrumentFile:
     metadata["file_unit"] = header["z_unit"]
     channel = InstrumentChannel(name=channel_name, data=data, unit=unit, pixel_size=pixel_size,
                                 direction="forward" if header["forward"] else "backward",
-                                quantity=_quantity(channel_name), metadata=metadata)
-    missing = ["lift height", "spring constant k", "resonance frequency f0", "quality factor Q"]
-    if pixel_size is None:
-        missing.insert(0, "pixel size")
+                                quantity=quantity_of(channel_name, unit), metadata=metadata)
+    missing = missing_items(pixel_size, None, {})
     if note:
         missing.append(note)
     return InstrumentFile(path=name, format="park", channels=[channel], missing=missing,
@@ -203,13 +198,8 @@ def _parse_header(raw: bytes, version: int) -> dict:
 def _z_unit(unit: str) -> tuple[str, float, str]:
     """``(SI unit, factor, note)`` for the header's z unit; an unknown unit keeps factor 1 and
     unit ``""`` with a note for ``missing``."""
-    conversion = to_si(unit) if unit else None
-    if conversion is None:
+    si, factor = si_unit(unit)
+    if not si:
         return "", 1.0, f"the data unit ({unit!r} is not one this reader knows)"
-    factor, si = conversion
     return si, factor, ""
 
-
-def _quantity(name: str) -> str:
-    lowered = name.lower()
-    return next((quantity for key, quantity in _QUANTITIES if key in lowered), "")
