@@ -6,15 +6,19 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 _PREFIXES = {"": 1.0, "f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "\u00b5": 1e-6, "\u03bc": 1e-6, "m": 1e-3,
-             "c": 1e-2, "k": 1e3, "M": 1e6, "G": 1e9}
-"""SI prefix -> factor (micro written as u, the micro sign or the Greek mu)."""
+             "c": 1e-2, "k": 1e3, "M": 1e6, "G": 1e9, "~": 1e-6}
+"""SI prefix -> factor (micro written as u, the micro sign, the Greek mu, or ``~`` as NanoScope's
+8-bit headers write it)."""
 
 _BASE_UNITS = {"m": ("m", 1.0), "Hz": ("Hz", 1.0), "V": ("V", 1.0), "A": ("A", 1.0), "N": ("N", 1.0),
                "N/m": ("N/m", 1.0), "deg": ("deg", 1.0), "rad": ("deg", 180.0 / math.pi), "s": ("s", 1.0)}
 """Unit without prefix -> (the SI unit the readers return, factor to it); phases are returned in degrees."""
 
-_DEGREE_SPELLINGS = {"\u00b0": "deg", "degree": "deg", "degrees": "deg"}
+_DEGREE_SPELLINGS = {"\u00b0": "deg", "\u00ba": "deg", "degree": "deg", "degrees": "deg"}
+"""``\u00ba`` (ordinal indicator, Latin-1 0xBA) is the degree sign of NanoScope headers."""
 
 
 def si_unit(unit: str) -> tuple[str, float]:
@@ -28,6 +32,33 @@ def si_unit(unit: str) -> tuple[str, float]:
         si, factor = _BASE_UNITS[text[1:]]
         return si, factor * _PREFIXES[text[0]]
     return "", 1.0
+
+
+def value_with_unit(text: str) -> float | None:
+    """A ``"27.78 kHz"`` / ``"98.4935 mN/m"`` string as an SI float, or None when the number or
+    the unit does not parse."""
+    parts = str(text).split()
+    try:
+        number = float(parts[0]) if parts else math.nan
+    except ValueError:
+        return None
+    si, factor = si_unit(parts[1]) if len(parts) > 1 else ("", 1.0)
+    if not math.isfinite(number) or (len(parts) > 1 and not si):
+        return None
+    return number * factor
+
+
+def scaled(path, label: str, raw, factor: float, offset: float = 0.0) -> np.ndarray:
+    """``raw * factor + offset`` as float64, or InstrumentError naming the file and channel when a
+    damaged scale makes a value overflow to infinity."""
+    from napari_mmrecon.io.instrument import InstrumentError
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.asarray(raw, dtype=np.float64) * factor + offset
+    if np.isinf(data).any() or not (math.isfinite(factor) and math.isfinite(offset)):
+        raise InstrumentError(f"{path}: channel {label!r}: its scale ({factor:g}, offset {offset:g}) overflows "
+                              "(damaged header)")
+    return data
 
 
 _QUANTITY_PATTERNS = [
