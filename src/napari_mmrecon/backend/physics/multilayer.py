@@ -183,7 +183,7 @@ def _spacer_cells(stack: Multilayer, cells_per_layer: int) -> int:
 
     count = cells(cells_per_layer)
     if abs(count - round(count)) <= RELATIVE_CELL_TOLERANCE * max(1.0, count):
-        return int(round(count))
+        return round(count)
     fits = [n for n in range(1, MAX_SUGGESTED_CELLS + 1) if abs(cells(n) - round(cells(n))) <= RELATIVE_CELL_TOLERANCE
             * max(1.0, cells(n))]
     hint = (f"cells_per_layer={fits[0]} gives whole spacer cells" if fits else
