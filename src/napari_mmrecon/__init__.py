@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_TORQUE_TOL", "GAMMA", "MU0", "TERM_NAMES", "EnergyModel", "Grid", "LLGResult", "Material",
     "OVFError", "RelaxInfo", "TiffError", "effective_field", "energy", "llg", "minimize", "read_ovf",
     "read_tiff", "relax", "skyrmion_radius", "textures", "write_ovf", "write_tiff",
+    "Multilayer", "effective_layer", "stack_grid",
 ]
 
 _SOURCES = {

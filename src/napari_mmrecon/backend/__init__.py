@@ -26,6 +26,7 @@ from .physics import textures
 from .physics.analysis import skyrmion_radius, topological_charge
 from .physics.energy import TERM_NAMES, EnergyModel, effective_field, energy
 from .physics.grid import MU0, Grid, Material
+from .physics.multilayer import Multilayer, effective_layer, stack_grid
 from .solvers.relax import GAMMA, LLGResult, RelaxInfo, llg, minimize, relax
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
     "textures", "skyrmion_radius", "topological_charge",
     "TERM_NAMES", "EnergyModel", "effective_field", "energy", "MU0", "Grid", "Material",
+    "Multilayer", "effective_layer", "stack_grid",
     "GAMMA", "LLGResult", "RelaxInfo", "llg", "minimize", "relax",
 ]
