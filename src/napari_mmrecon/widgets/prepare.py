@@ -48,6 +48,11 @@ QUANTITIES = [("as its metadata says, or unknown", None)] + [(f"{name.replace('_
                                                             for name, unit in UNITS.items()]
 
 
+def _optional(values, label: str, tooltip: str) -> ComboBox:
+    """A box of ``values`` and "none" (None, the first choice)."""
+    return ComboBox(choices=[NONE, *((value, value) for value in values)], value=None, label=label, tooltip=tooltip)
+
+
 class PrepareWidget(Container):
     """The "Measured-image preparation" dock widget (see the module docstring).
 
@@ -70,10 +75,8 @@ class PrepareWidget(Container):
                                   tooltip="for a layer without physical scale (0: refuse it)")
         self.quantity = ComboBox(choices=QUANTITIES, value=None, label="the image is",
                                  tooltip="what the image measures, for the conversion")
-        self.level = ComboBox(choices=[NONE, *((level, level) for level in LEVELS)], value=None, label="levelling",
-                              tooltip=OPTIONS["level"].help)
-        self.align_rows = ComboBox(choices=[NONE, *((method, method) for method in ROW_ALIGNMENTS)], value=None, label="align rows",
-                                   tooltip=OPTIONS["align_rows"].help)
+        self.level = _optional(LEVELS, "levelling", OPTIONS["level"].help)
+        self.align_rows = _optional(ROW_ALIGNMENTS, "align rows", OPTIONS["align_rows"].help)
         self.outliers = field_for(OPTIONS["outliers"], "outliers above (sigma)", value=0.0,
                                   tooltip=OPTIONS["outliers"].help + "; 0: keep every pixel")
         self.crop = ComboBox(choices=CROPS, value=None, label="crop to", tooltip="the part of the image kept")
@@ -81,8 +84,7 @@ class PrepareWidget(Container):
                                 tooltip="the rectangle kept, from the image's corner, in nm")
         self.resample_nm = field_for(OPTIONS["resample"], "resample to", value=0.0,
                                      tooltip=OPTIONS["resample"].help + "; 0: keep the pixels")
-        self.convert = ComboBox(choices=[NONE, *((name, name) for name in UNITS)], value=None, label="convert to",
-                                tooltip=OPTIONS["convert"].help)
+        self.convert = _optional(UNITS, "convert to", OPTIONS["convert"].help)
         self.cantilever = {key: field_for(OPTIONS[key], key) for key in ("k", "f0", "Q")}
         self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Prepare")
         self.summary = Label(value="")

@@ -96,7 +96,8 @@ def read_measured(path, channel: str | None = None, pixel_size=None) -> Measured
         raise ValueError(f"{path}: a measured image is one 2-D image, got an array of shape {image.shape}")
     text = {key: meta.get(key) if isinstance(meta.get(key), str) else "" for key in ("quantity", "unit", "name")}
     return MeasuredImage(image, pixel or _pixel(pixel_size), text["quantity"], text["unit"], str(path), "",
-                         text["name"] or path.stem, _lift(meta.get("height")), _known_cantilever(meta.get("cantilever")))
+                         text["name"] or path.stem, _lift(meta.get("height")),
+                         _known_cantilever(meta.get("cantilever")))
 
 
 def _pixel(pixel_size) -> tuple | None:
