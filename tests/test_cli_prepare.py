@@ -14,8 +14,8 @@ from napari_mmrecon.io.instrument import InstrumentChannel, InstrumentFile
 from napari_mmrecon.workflows import prepare as prepare_workflow
 
 PIXEL = 4e-9
-FLAGS = ["--level", "poly:2", "--align-rows", "median_difference", "--outliers", "6", "--crop", "8e-9", "0",
-         "160e-9", "200e-9", "--convert", "frequency_shift", "--f0", "70e3", "--Q", "250", "--resample", "8e-9"]
+FLAGS = ["--level", "poly:2", "--align-rows", "median_difference", "--outliers", "6", "--scars", "6", "--crop", "8e-9",
+         "0", "160e-9", "200e-9", "--convert", "frequency_shift", "--f0", "70e3", "--Q", "250", "--resample", "8e-9"]
 
 
 def raw_phase(seed: int = 0) -> np.ndarray:
@@ -44,9 +44,9 @@ def test_prepare_writes_the_image_with_its_record_and_the_replay_reproduces_it(t
     assert code == 0
     image, pixel, meta = mm.read_tiff(tmp_path / "prepared.tif")
     steps = meta["preparation"]["steps"]
-    assert [step["step"] for step in steps] == ["crop", "align_rows", "remove_outliers", "polynomial", "convert",
-                                                "resample"]
-    assert steps[2]["replaced"] == 1 and steps[4]["cantilever"] == {"f0": 70e3, "Q": 250.0}
+    assert [step["step"] for step in steps] == ["crop", "align_rows", "remove_outliers", "remove_scars", "polynomial",
+                                                "convert", "resample"]
+    assert steps[2]["replaced"] == 1 and steps[5]["cantilever"] == {"f0": 70e3, "Q": 250.0}
     assert (meta["quantity"], meta["unit"], meta["source"]) == ("frequency_shift", "Hz", str(raw))
     assert meta["height"] == 25e-9 and meta["cantilever"] == {"k": 2.8, "f0": 70e3, "Q": 250.0}
     assert meta["preparation"]["input_pixel_size"] == [PIXEL, PIXEL] and meta["pixel_size"] == [8e-9, 8e-9]

@@ -89,6 +89,21 @@ def test_remove_outliers_replaces_spikes_by_the_local_median_and_counts_them():
     np.testing.assert_array_equal(ip.remove_outliers(NOISE, 5.0), NOISE)  # noise alone: nothing replaced
 
 
+def test_remove_scars_replaces_row_strokes_by_the_rows_around_them_and_leaves_spikes():
+    image = NOISE.copy()
+    image[20, 10:22] += 25.0
+    image[33, 40:46] -= 30.0
+    image[5, 5] += 40.0  # one pixel: a spike, not a scar
+    image[40, 20:22] += 40.0  # two pixels: shorter than a scar
+    cleaned, mask = ip.remove_scars(image, threshold=5.0, min_length=4, return_mask=True)
+    expected = np.zeros(image.shape, bool)
+    expected[20, 10:22] = expected[33, 40:46] = True
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(cleaned[mask], ((image[:-2] + image[2:]) / 2)[mask[1:-1]])
+    np.testing.assert_array_equal(cleaned[~mask], image[~mask])
+    assert ip.remove_scars(image, 5.0, min_length=2, return_mask=True)[1].sum() == 12 + 6 + 2
+
+
 # ----------------------------------------------------------------------------- conversions
 
 
@@ -164,6 +179,24 @@ def test_prepared_conversion_and_crop_are_the_functions_they_name():
     expected = mm.force_gradient_from_phase(raw[2:32, 4:44], CANTILEVER)
     np.testing.assert_array_equal(prepared.image, expected)
     assert (prepared.quantity, prepared.unit, prepared.pixel_size) == ("force_gradient", "N/m", PIXEL)
+
+
+@pytest.mark.parametrize("step, function", [
+    ({"step": "plane"}, ip.plane_level),
+    ({"step": "polynomial", "order": 4}, lambda image: ip.polynomial_level(image, 4)),
+    ({"step": "line", "order": 1}, lambda image: ip.line_level(image, 1)),
+    ({"step": "background", "length": 20e-9}, lambda image: ip.remove_background(image, PIXEL, 20e-9)),
+    ({"step": "align_rows", "method": "trimmed_mean", "trim": 0.1},
+     lambda image: ip.align_rows(image, "trimmed_mean", 0.1)),
+    ({"step": "remove_outliers", "threshold": 4.0, "size": 5}, lambda image: ip.remove_outliers(image, 4.0, 5)),
+    ({"step": "remove_scars", "threshold": 4.0, "min_length": 3}, lambda image: ip.remove_scars(image, 4.0, 3)),
+    ({"step": "resample", "pixel_size": [3e-9, 4e-9], "shape": [20, 30]},
+     lambda image: ip.resample(image, PIXEL, (3e-9, 4e-9), (20, 30))),
+    ({"step": "scale", "factor": -2.0, "offset": 3.0}, lambda image: -2.0 * image + 3.0),
+])
+def test_each_step_is_the_function_it_names(step, function):
+    raw = raw_phase()
+    np.testing.assert_array_equal(prepare_image(raw, PIXEL, [step]).image, function(raw))
 
 
 @pytest.mark.parametrize("steps, message", [

@@ -815,7 +815,7 @@ def _add_reconstruct(sub) -> None:
 
 # ----------------------------------------------------------------------------- prepare
 
-PREPARE_STEPS = ("level", "align_rows", "outliers", "crop", "resample", "convert")
+PREPARE_STEPS = ("level", "align_rows", "outliers", "scars", "crop", "resample", "convert")
 """The flags that choose preparation steps (``--steps`` replays a record instead)."""
 TIFF_OUTPUTS = (".tif", ".tiff")
 
@@ -849,7 +849,7 @@ def _prepare(args) -> int:
     if args.convert is not None:
         _check_conversion(args.input, measured.quantity, args.convert, cantilever)
     steps = read_steps(args.steps) if args.steps else steps_from_options(
-        args.level, args.align_rows, args.outliers, args.crop, args.resample, args.convert, cantilever)
+        args.level, args.align_rows, args.outliers, args.crop, args.resample, args.convert, cantilever, args.scars)
     prepared = prepare(measured, steps)
     meta = prepared_metadata(measured, prepared, flags)
     with _writing(out):
@@ -886,12 +886,12 @@ def _check_conversion(path, quantity: str, to: str, cantilever: dict) -> None:
 
 def _add_prepare(sub) -> None:
     prep = sub.add_parser("prepare", help="prepare a measured image (TIFF or instrument file): levelling, row "
-                                          "alignment, outliers, crop, resampling, phase / frequency shift / force "
+                                          "alignment, outliers, scars, crop, resampling, phase / frequency shift / force "
                                           "gradient; recorded and replayable",
                           description="Prepare a measured MFM (or other) image for the fit and the reconstruction: "
                                       "the steps the flags choose, in the order crop, row alignment, outliers, "
-                                      "levelling, conversion, resampling; or the steps recorded in a prepared TIFF "
-                                      "(--steps), replayed exactly. The input is a TIFF or an instrument file "
+                                      "scars, levelling, conversion, resampling; or the steps recorded in a "
+                                      "prepared TIFF (--steps), replayed exactly. The input is a TIFF or an instrument file "
                                       "(choose its channel with --channel); pixel size, units, lift height and "
                                       "cantilever come from the file, the flags override them. Writes one TIFF "
                                       "(-o) with its pixel size and, in its metadata, the source, channel, units, "

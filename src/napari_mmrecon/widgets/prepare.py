@@ -1,13 +1,14 @@
-"""Dock widget "Measured-image preparation": levelling, row alignment, outliers, crop, resampling and
-the phase / frequency shift / force gradient conversion of a measured image, recorded.
+"""Dock widget "Measured-image preparation": levelling, row alignment, outliers, scars, crop,
+resampling and the phase / frequency shift / force gradient conversion of a measured image, recorded.
 
 Takes one 2-D Image layer (a pixel size for a layer without physical scale; what the image is, in
-its metadata or chosen here) and the steps: levelling (plane, a polynomial of degree 2-5, or each
-row's polynomial), row alignment against scan-line jumps, outliers (a threshold in robust standard
-deviations, 0: none), a crop (none, the current view, or a rectangle in nm), a resampling (a pixel
-size in nm, 0: none) and a conversion with the cantilever's k, f0 and Q (filled in from the layer's
-metadata where it has them). The steps run in the order crop, row alignment, outliers, levelling,
-conversion, resampling (``workflows.prepare.steps_from_options``, as ``mmrecon prepare``).
+its metadata or chosen here) and the steps: levelling (plane, a polynomial of degree 1-5, or each
+row's polynomial), row alignment against scan-line jumps, outliers and scars (thresholds in robust
+standard deviations, 0: none), a crop (none, the current view, or a rectangle in nm), a resampling
+(a pixel size in nm, 0: none) and a conversion with the cantilever's k, f0 and Q (filled in from
+the layer's metadata where it has them). The steps run in the order crop, row alignment, outliers,
+scars, levelling, conversion, resampling (``workflows.prepare.steps_from_options``, as ``mmrecon
+prepare``).
 "Prepare" runs them in a ``runner.JobPanel`` and adds a NEW layer ``"<input> prepared"`` (the
 input layer stays as it is) with its nm scale and, in its metadata (``layer_data``'s schema),
 ``preparation``: the source, the input's pixel size, quantity and unit, and the record of the
@@ -57,7 +58,7 @@ class PrepareWidget(Container):
     """The "Measured-image preparation" dock widget (see the module docstring).
 
     Attributes for callers and tests: ``image`` (the input layer), ``pixel_nm``, ``quantity``,
-    ``level``, ``align_rows``, ``outliers``, ``crop``, ``crop_nm`` (``"y0, x0, height, width"`` in
+    ``level``, ``align_rows``, ``outliers``, ``scars``, ``crop``, ``crop_nm`` (``"y0, x0, height, width"`` in
     nm), ``resample_nm``, ``convert``, ``cantilever`` (the k, f0, Q fields by name), ``panel`` (its
     Run button is "Prepare"), ``summary``, ``result`` (the last ``PreparedImage``) and ``new_layer``
     (the layer it added).
@@ -79,6 +80,8 @@ class PrepareWidget(Container):
         self.align_rows = _optional(ROW_ALIGNMENTS, "align rows", OPTIONS["align_rows"].help)
         self.outliers = field_for(OPTIONS["outliers"], "outliers above (sigma)", value=0.0,
                                   tooltip=OPTIONS["outliers"].help + "; 0: keep every pixel")
+        self.scars = field_for(OPTIONS["scars"], "scars above (sigma)", value=0.0,
+                               tooltip=OPTIONS["scars"].help + "; 0: keep every row")
         self.crop = ComboBox(choices=CROPS, value=None, label="crop to", tooltip="the part of the image kept")
         self.crop_nm = LineEdit(value="", label="y0, x0, height, width (nm)",
                                 tooltip="the rectangle kept, from the image's corner, in nm")
@@ -92,7 +95,7 @@ class PrepareWidget(Container):
         super().__init__(
             widgets=[
                 Section("Input", [self.image, self.pixel_nm, self.quantity]),
-                Section("Levelling", [self.level, self.align_rows, self.outliers]),
+                Section("Levelling", [self.level, self.align_rows, self.outliers, self.scars]),
                 Section("Crop and resample", [self.crop, self.crop_nm, self.resample_nm]),
                 Section("Conversion", [self.convert, *self.cantilever.values()]),
                 self.panel,
@@ -162,7 +165,8 @@ class PrepareWidget(Container):
         resample = si(OPTIONS["resample"], self.resample_nm.value) or None
         outliers = self.outliers.value or None
         steps = steps_from_options(self.level.value, self.align_rows.value, outliers,
-                                   self._crop(layer, measured.pixel_size), resample, self.convert.value, cantilever)
+                                   self._crop(layer, measured.pixel_size), resample, self.convert.value, cantilever,
+                                   self.scars.value or None)
         if not steps:
             raise ValueError("nothing to do: choose a levelling, a row alignment, outliers, a crop, a resampling or a "
                              "conversion")

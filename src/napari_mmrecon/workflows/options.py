@@ -138,6 +138,8 @@ _DECLARED = (
                                     "of its differences to the row before", kind=str, choices=ROW_ALIGNMENTS),
     Option("outliers", None, "", "replace pixels further than this many robust standard deviations from the "
                                  "median of their 3 x 3 neighbourhood", minimum=1.0, maximum=1e3),
+    Option("scars", None, "", "replace strokes along a row (4 pixels or longer) further than this many robust "
+                              "standard deviations from the rows above and below", minimum=1.0, maximum=1e3),
     Option("crop", None, "m", "crop to the rectangle y0 x0 height width from the image's corner", minimum=0.0,
            maximum=1e-2, many=True, **NM),
     Option("resample", None, "m", "resample onto square pixels of this size", minimum=1e-11, maximum=1e-5, **NM),

@@ -4,7 +4,7 @@ A measured image comes from a file (``read_measured``: a TIFF, or a channel of a
 or from a layer (``measured_from_layer``) as a ``MeasuredImage``: the values with their pixel size,
 quantity, unit, lift height and cantilever where known. ``steps_from_options`` turns the user's
 choices into the steps of ``backend.measured.preparation.prepare_image``, always in the order
-crop, row alignment, outliers, levelling, conversion, resampling; ``read_steps`` reads the steps
+crop, row alignment, outliers, scars, levelling, conversion, resampling; ``read_steps`` reads the steps
 recorded in a prepared TIFF (or a JSON list of steps) to replay them. ``prepared_metadata`` and
 ``prepared_layer`` carry the result with its record (``layer_data``'s schema, ``preparation``
 entry).
@@ -133,9 +133,9 @@ def level_step(level: str) -> dict:
 
 
 def steps_from_options(level=None, align_rows=None, outliers=None, crop=None, resample=None, convert=None,
-                       cantilever=None) -> list[dict]:
+                       cantilever=None, scars=None) -> list[dict]:
     """The preparation steps of the user's choices (None: not done), in the order crop, row
-    alignment, outliers, levelling, conversion, resampling.
+    alignment, outliers, scars, levelling, conversion, resampling.
 
     Parameters
     ----------
@@ -146,6 +146,7 @@ def steps_from_options(level=None, align_rows=None, outliers=None, crop=None, re
     resample : the new (square) pixel size in metres, or None
     convert : ``"phase"``, ``"frequency_shift"``, ``"force_gradient"`` or None
     cantilever : dict of ``k`` (N/m), ``f0`` (Hz), ``Q``: those the conversion needs
+    scars : threshold in robust standard deviations, or None
     """
     steps = []
     if crop is not None:
@@ -157,6 +158,8 @@ def steps_from_options(level=None, align_rows=None, outliers=None, crop=None, re
         steps.append({"step": "align_rows", "method": align_rows})
     if outliers is not None:
         steps.append({"step": "remove_outliers", "threshold": float(outliers)})
+    if scars is not None:
+        steps.append({"step": "remove_scars", "threshold": float(scars)})
     if level is not None:
         steps.append(level_step(level))
     if convert is not None:

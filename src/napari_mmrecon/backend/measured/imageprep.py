@@ -173,6 +173,56 @@ def remove_outliers(image, threshold: float = 5.0, size: int = OUTLIER_SIZE, ret
     return (out, mask) if return_mask else out
 
 
+SCAR_LENGTH = 4
+"""Shortest scar ``remove_scars`` replaces (pixels along a row); shorter ones are left to ``remove_outliers``."""
+
+
+def remove_scars(image, threshold: float = 5.0, min_length: int = SCAR_LENGTH, return_mask: bool = False):
+    """Replace scars: strokes one scan line (row) thick where the tip jumped, by the mean of the rows
+    above and below (Gwyddion's "Remove scars", for scars one row thick).
+
+    A pixel is a scar pixel when it lies above both its neighbours in the rows before and after (or
+    below both) by more than ``threshold`` robust standard deviations of the row-to-row differences
+    (1.4826 times their median absolute deviation), in a run of at least ``min_length`` such pixels
+    along its row. The first and the last row are never scars.
+
+    Parameters
+    ----------
+    image : (ny, nx) array
+    threshold : float
+        In robust standard deviations of the row-to-row differences, > 0.
+    min_length : int
+        Shortest scar in pixels, >= 1.
+    return_mask : bool
+        Also return the (ny, nx) bool mask of the replaced pixels.
+
+    Returns
+    -------
+    (ny, nx) float array (a new array), and the mask with ``return_mask``.
+    """
+    arr = _check_image(image)
+    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and np.isfinite(threshold)
+                                           and threshold > 0):
+        raise ValueError(f"threshold must be a positive number of robust standard deviations, got {threshold!r}")
+    if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 1:
+        raise ValueError(f"min_length must be a whole number of pixels >= 1, got {min_length!r}")
+    if arr.shape[0] < 3:
+        return (arr.copy(), np.zeros(arr.shape, bool)) if return_mask else arr.copy()
+    differences = np.diff(arr, axis=0)
+    limit = threshold * MAD_SIGMA * np.median(np.abs(differences - np.median(differences)))
+    above, below = arr[1:-1] - arr[:-2], arr[1:-1] - arr[2:]
+    candidate = np.zeros(arr.shape, bool)
+    candidate[1:-1] = ((above > limit) & (below > limit)) | ((above < -limit) & (below < -limit))
+    runs, count = ndimage.label(candidate, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    lengths = np.bincount(runs.ravel(), minlength=count + 1)
+    mask = candidate & (lengths[runs] >= min_length)
+    out = arr.copy()
+    between = np.zeros(arr.shape)
+    between[1:-1] = (arr[:-2] + arr[2:]) / 2
+    out[mask] = between[mask]
+    return (out, mask) if return_mask else out
+
+
 def remove_background(image, pixel_size, length: float) -> np.ndarray:
     """Subtract a smooth background: the image low-passed by a Gaussian of width ``length`` (m)."""
     arr = _check_image(image)

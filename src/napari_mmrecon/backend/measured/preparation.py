@@ -20,6 +20,9 @@ A step is a dict ``{"step": name, **parameters}``, lengths in metres:
     scan-line jumps (``imageprep.align_rows``);
 ``{"step": "remove_outliers", "threshold": 5.0, "size": 3}``
     glitches and spikes (``imageprep.remove_outliers``); the record adds ``replaced``;
+``{"step": "remove_scars", "threshold": 5.0, "min_length": 4}``
+    strokes one row thick where the tip jumped (``imageprep.remove_scars``); the record adds
+    ``replaced``;
 ``{"step": "crop", "origin": [y0, x0], "size": [height, width]}``
     a rectangle, from the image's corner (``imageprep.crop``);
 ``{"step": "resample", "pixel_size": [dy, dx] or d, "shape": [ny, nx] or None}``
@@ -223,6 +226,13 @@ def _remove_outliers(state: _State, params: dict) -> dict:
     return {"threshold": threshold, "size": int(size), "replaced": int(mask.sum())}
 
 
+def _remove_scars(state: _State, params: dict) -> dict:
+    threshold = _number(params, "threshold", 5.0, positive=True)
+    min_length = params.get("min_length", imageprep.SCAR_LENGTH)
+    state.image, mask = imageprep.remove_scars(state.image, threshold, min_length, return_mask=True)
+    return {"threshold": threshold, "min_length": int(min_length), "replaced": int(mask.sum())}
+
+
 def _crop(state: _State, params: dict) -> dict:
     origin, size = _pair(params, "origin", positive=False), _pair(params, "size", positive=True)
     state.image = imageprep.crop(state.image, origin, size, _needs_pixel(state))
@@ -282,6 +292,7 @@ STEPS = {
     "background": (_background, ("length",), ()),
     "align_rows": (_align_rows, ("method", "trim"), ()),
     "remove_outliers": (_remove_outliers, ("threshold", "size"), ("replaced",)),
+    "remove_scars": (_remove_scars, ("threshold", "min_length"), ("replaced",)),
     "crop": (_crop, ("origin", "size"), ()),
     "resample": (_resample, ("pixel_size", "shape"), ()),
     "convert": (_convert, ("from", "to", "cantilever"), ()),
