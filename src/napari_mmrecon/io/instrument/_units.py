@@ -1,0 +1,71 @@
+"""Units and quantities of instrument channels: a unit string with an SI prefix -> the SI unit and
+the factor to it, and a channel name -> the normalized quantity (``"phase"``, ``"height"``...)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+_PREFIXES = {"": 1.0, "f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "\u00b5": 1e-6, "\u03bc": 1e-6, "m": 1e-3,
+             "c": 1e-2, "k": 1e3, "M": 1e6, "G": 1e9}
+"""SI prefix -> factor (micro written as u, the micro sign or the Greek mu)."""
+
+_BASE_UNITS = {"m": ("m", 1.0), "Hz": ("Hz", 1.0), "V": ("V", 1.0), "A": ("A", 1.0), "N": ("N", 1.0),
+               "N/m": ("N/m", 1.0), "deg": ("deg", 1.0), "rad": ("deg", 180.0 / math.pi), "s": ("s", 1.0)}
+"""Unit without prefix -> (the SI unit the readers return, factor to it); phases are returned in degrees."""
+
+_DEGREE_SPELLINGS = {"\u00b0": "deg", "degree": "deg", "degrees": "deg"}
+
+
+def si_unit(unit: str) -> tuple[str, float]:
+    """``(si, factor)`` such that ``value * factor`` is in ``si`` (``"nm"`` -> ``("m", 1e-9)``,
+    ``"rad"`` -> ``("deg", 57.29...)``); ``("", 1.0)`` for an empty or unknown unit, so an unknown
+    unit is reported as unknown rather than mis-scaled."""
+    text = _DEGREE_SPELLINGS.get(unit.strip(), unit.strip())
+    if text in _BASE_UNITS:
+        return _BASE_UNITS[text]
+    if len(text) > 1 and text[0] in _PREFIXES and text[1:] in _BASE_UNITS and text[1:] not in ("deg", "rad"):
+        si, factor = _BASE_UNITS[text[1:]]
+        return si, factor * _PREFIXES[text[0]]
+    return "", 1.0
+
+
+_QUANTITY_PATTERNS = [
+    ("frequency_shift", re.compile(r"freq|\bdf\b|delta_?f", re.IGNORECASE), ("Hz", "")),
+    ("phase", re.compile(r"phase", re.IGNORECASE), ("deg", "")),
+    ("amplitude", re.compile(r"amp", re.IGNORECASE), ("m", "V", "")),
+    ("height", re.compile(r"height|topo|^z(\b|_|sensor)|z[ _-]?sensor", re.IGNORECASE), ("m", "")),
+]
+"""(quantity, channel-name pattern, units the quantity may have) in order of precedence."""
+
+
+def quantity_of(name: str, unit: str) -> str:
+    """The normalized quantity a channel called ``name`` with SI ``unit`` measures: ``"phase"``,
+    ``"frequency_shift"``, ``"amplitude"``, ``"height"``, or ``""`` when neither tells."""
+    for quantity, pattern, units in _QUANTITY_PATTERNS:
+        if pattern.search(name) and unit in units:
+            return quantity
+    return ""
+
+
+def scan_direction(name: str) -> str:
+    """``"backward"`` for a retrace / backward channel name, ``"forward"`` for a trace / forward one,
+    ``""`` when the name does not say."""
+    lowered = name.lower()
+    if "retrace" in lowered or "backward" in lowered or lowered.endswith(("_bwd", " bwd")):
+        return "backward"
+    if "trace" in lowered or "forward" in lowered or lowered.endswith(("_fwd", " fwd")):
+        return "forward"
+    return ""
+
+
+def missing_items(pixel_size, lift_height, cantilever: dict) -> list[str]:
+    """In words, what a physical analysis needs that a file did not give."""
+    missing = [] if pixel_size is not None else ["pixel size"]
+    if lift_height is None:
+        missing.append("lift height")
+    for key, words in (("k", "cantilever spring constant k"), ("f0", "cantilever resonance frequency f0"),
+                       ("Q", "cantilever quality factor Q")):
+        if key not in cantilever:
+            missing.append(words)
+    return missing
