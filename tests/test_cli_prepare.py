@@ -134,3 +134,27 @@ def test_prepare_reads_the_chosen_channel_of_an_instrument_file(tmp_path, capsys
     assert meta["preparation"]["channel"] == "MFM phase" and meta["unit"] == "N/m"
     np.testing.assert_array_equal(image, mm.force_gradient_from_phase(raw_phase(), mm.Cantilever(k=2.8, Q=200.0))
                                   .astype(np.float32))
+
+
+def test_prepare_a_published_asylum_file_with_the_cantilever_it_states(tmp_path, capsys):
+    """The PhaseRetrace channel of a published Asylum Research file (tests/data/instrument/README.md):
+    pixel size and cantilever (f0, Q) come from the file; the file is left as it was."""
+    from pathlib import Path
+
+    from napari_mmrecon.io.instrument import read_instrument
+
+    path = Path(__file__).parent / "data" / "instrument" / "asylum_BTFO_DSO_Thick0000.ibw"
+    before = path.read_bytes()
+    code, out, err = run(["prepare", path, "--channel", "PhaseRetrace", "--align-rows", "median", "--level", "plane",
+                          "--convert", "frequency_shift", "-o", tmp_path / "phase.tif"], capsys)
+    assert code == 0, err
+    assert path.read_bytes() == before
+    channel = read_instrument(path).channel("PhaseRetrace")
+    image, pixel, meta = mm.read_tiff(tmp_path / "phase.tif")
+    assert pixel == pytest.approx(channel.pixel_size, rel=1e-6)
+    assert meta["cantilever"] == {"k": 0.46538, "f0": 72969.0, "Q": 138.63} and "height" not in meta
+    steps = meta["preparation"]["steps"]
+    assert steps[-1] == {"step": "convert", "from": "phase", "to": "frequency_shift",
+                         "cantilever": {"f0": 72969.0, "Q": 138.63}}
+    expected = prepare_image(channel.data, channel.pixel_size, steps, "phase", "deg").image
+    np.testing.assert_array_equal(image, expected.astype(np.float32))
