@@ -124,17 +124,18 @@ class PrepareWidget(Container):
             box.visible = self.convert.value is not None
 
     def fill(self, *_) -> None:
-        """What the image is and the cantilever, from the chosen layer's metadata."""
+        """What the image is and the cantilever, from the chosen layer's metadata (the declared
+        defaults for the cantilever values it does not hold)."""
         layer = self.image.value
         if layer is None:
             return
         meta = layer_data.mmrecon_metadata(layer)
         self.quantity.value = meta.get("quantity") if meta.get("quantity") in UNITS else None
         cantilever = meta.get("cantilever") if isinstance(meta.get("cantilever"), dict) else {}
-        for key, box in self.cantilever.items():
+        for key, box in self.cantilever.items():  # the layer's value, else the declared default
             value = cantilever.get(key)
-            if isinstance(value, (int, float)) and value > 0:
-                box.value = value * OPTIONS[key].display_scale
+            known = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            box.value = (value if known else OPTIONS[key].default) * OPTIONS[key].display_scale
 
     # ------------------------------------------------------------------ the preparation
 
@@ -168,8 +169,8 @@ class PrepareWidget(Container):
                                    self._crop(layer, measured.pixel_size), resample, self.convert.value, cantilever,
                                    self.scars.value or None)
         if not steps:
-            raise ValueError("nothing to do: choose a levelling, a row alignment, outliers, a crop, a resampling or a "
-                             "conversion")
+            raise ValueError("nothing to do: choose a levelling, a row alignment, outliers, scars, a crop, a resampling "
+                             "or a conversion")
 
         def work(cancel):
             yield Progress(0, 0, f"preparing {layer.name!r}: {len(steps)} steps")
