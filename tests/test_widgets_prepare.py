@@ -71,6 +71,11 @@ def test_prepare_adds_a_new_layer_with_scale_and_the_replayable_record(preparer,
 
 def test_crop_to_the_current_view_and_bad_input_are_notifications(preparer, qtbot, notes):
     viewer, widget = preparer
+    assert widget.cantilever["k"].value == pytest.approx(2.8)
+    viewer.add_image(np.zeros((8, 8)), name="bare")  # no metadata: the fields fall back to the defaults
+    widget.image.value = viewer.layers["bare"]
+    assert widget.quantity.value is None and widget.cantilever["k"].value == pytest.approx(3.0)
+    widget.image.value = viewer.layers["scan"]
     widget.crop.value = "view"
     # a zoomed view, as the canvas sets it on a draw (none headless): rows 5 to 24, columns 10 to 33 in view
     viewer.layers["scan"].corner_pixels = np.array([[5, 10], [24, 33]])
@@ -93,4 +98,4 @@ def test_crop_to_the_current_view_and_bad_input_are_notifications(preparer, qtbo
     assert "step 1 (crop): crop rectangle rows 0:125" in errors[0] and "outside the image (40, 48)" in errors[0]
     assert "nothing to do: choose a levelling" in errors[1]
     assert "step 1 (convert): a frequency_shift in Hz is converted, but the image is in 'deg'" in errors[2]
-    assert [layer.name for layer in viewer.layers] == ["scan", "scan prepared"]  # nothing more added
+    assert [layer.name for layer in viewer.layers] == ["scan", "bare", "scan prepared"]  # nothing more added
