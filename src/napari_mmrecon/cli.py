@@ -2,7 +2,7 @@
 
 Every subcommand is a pair: ``_add_<name>(subparsers)`` declares its arguments (the options' flags,
 help, defaults and units come from ``workflows.options``) and ``_<name>(args) -> exit code`` runs it
-(``demo``, ``simulate``, ``relax``, ``fit``, ``reconstruct``, ``dataset``, ``train``) in the same
+(``demo``, ``simulate``, ``relax``, ``fit``, ``reconstruct``, ``prepare``, ``dataset``, ``train``) in the same
 order: read the inputs and build the objects the flags describe (their constructors check
 themselves), check every option against its declared range, check every file it will write
 (``_check_outputs``: never an input, an existing file only with ``--overwrite``), then compute under
@@ -24,12 +24,12 @@ import numpy as np
 
 from .workflows.options import MATERIAL_NAMES, OPTIONS, add_arguments, check, defaults
 
-DESCRIPTION = ("Micromagnetic stray-field and MFM simulation, material-parameter fits and texture reconstruction "
-               "from a shell. SI units (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m). A negative number may follow its "
-               "flag (--D -3e-3) or be joined to it (--D=-3e-3). Results go to -o/--out: a folder of fixed file "
-               "names (demo, simulate, fit, reconstruct, train), the OVF file (relax) or a zarr dataset (dataset: "
-               "completed or extended, never replaced); an existing file is replaced only with --overwrite, an "
-               "input file never. Errors are one line and exit code 2.")
+DESCRIPTION = ("Micromagnetic stray-field and MFM simulation, measured-image preparation, material-parameter fits "
+               "and texture reconstruction from a shell. SI units (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m). A negative "
+               "number may follow its flag (--D -3e-3) or be joined to it (--D=-3e-3). Results go to -o/--out: a "
+               "folder of fixed file names (demo, simulate, fit, reconstruct, train), the OVF file (relax), the TIFF "
+               "file (prepare) or a zarr dataset (dataset: completed or extended, never replaced); an existing file "
+               "is replaced only with --overwrite, an input file never. Errors are one line and exit code 2.")
 OUT_HELP = "output folder (default {}); files of fixed names, see the description"
 STATE = ("texture", "n", "cell", "thickness", "nz", "radius", "spacing", "seed")
 PROBE = ("heights", "side", "outputs", "tip", "tip_moment", "tip_charge", "k", "f0", "Q")
@@ -818,6 +818,102 @@ def _add_reconstruct(sub) -> None:
     rec.set_defaults(func=_reconstruct)
 
 
+# ----------------------------------------------------------------------------- prepare
+
+PREPARE_STEPS = ("level", "align_rows", "outliers", "scars", "crop", "resample", "convert")
+"""The flags that choose preparation steps (``--steps`` replays a record instead)."""
+TIFF_OUTPUTS = (".tif", ".tiff")
+
+
+def _prepare(args) -> int:
+    """Prepare a measured image (a TIFF or an instrument file's channel): the steps of the flags,
+    or those recorded in ``--steps``; write the result as TIFF with the record in its metadata."""
+    import json
+    import shlex
+
+    from .io import write_tiff
+    from .workflows import layer_data
+    from .workflows.prepare import prepare, prepared_metadata, read_measured, read_steps, steps_from_options
+
+    _check_options(args)
+    out = Path(args.out)
+    if out.suffix.lower() not in TIFF_OUTPUTS:
+        raise ValueError(f"-o {out}: prepare writes one TIFF image, give a name ending in .tif")
+    given = [OPTIONS[name].flag for name in PREPARE_STEPS if getattr(args, name) is not None]
+    if args.steps and given:
+        raise ValueError(f"--steps replays a recorded preparation: give no step flags with it ({', '.join(given)})")
+    replaced = _check_outputs([out], [args.input, args.steps], args.overwrite)
+    measured = read_measured(args.input, args.channel, args.pixel_size)
+    if measured.pixel_size is None:
+        raise ValueError(f"{args.input} has no physical pixel size: give --pixel-size (m), e.g. --pixel-size 4e-9 "
+                         "for pixels of 4 nm")
+    if args.input_quantity is not None:
+        measured.quantity = args.input_quantity
+    flags = {key: getattr(args, key) for key in ("k", "f0", "Q") if getattr(args, key) is not None}
+    cantilever = {**measured.cantilever, **flags}
+    if args.convert is not None:
+        _check_conversion(args.input, measured.quantity, args.convert, cantilever)
+    steps = read_steps(args.steps) if args.steps else steps_from_options(
+        args.level, args.align_rows, args.outliers, args.crop, args.resample, args.convert, cantilever, args.scars)
+    prepared = prepare(measured, steps)
+    meta = prepared_metadata(measured, prepared, flags)
+    with _writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_tiff(out, prepared.image, prepared.pixel_size,
+                   metadata={**layer_data.json_metadata(meta), "name": f"{measured.name} prepared"})
+    (ny, nx), (dy, dx) = prepared.image.shape, prepared.pixel_size
+    what = f"{prepared.quantity} ({prepared.unit})" if prepared.quantity else prepared.unit or "unit unknown"
+    print(f"{args.input}{f' channel {measured.channel!r}' if measured.channel else ''}: "
+          + ("; ".join(json.dumps(step) for step in prepared.steps) or "no steps")
+          + f" -> {ny} x {nx} pixels of {dy * 1e9:g} x {dx * 1e9:g} nm, {what}")
+    print(f"wrote {out.resolve()}{' (replaced, --overwrite)' if replaced else ''}")
+    channel = ["--channel", measured.channel] if measured.channel else []
+    print("the same steps on another file: " + shlex.join(["mmrecon", "prepare", "OTHER_FILE", *channel, "--steps",
+                                                           str(out), "-o", "OTHER_FILE-prepared.tif"]))
+    return 0
+
+
+def _check_conversion(path, quantity: str, to: str, cantilever: dict) -> None:
+    """``ValueError`` naming the flag to give when ``--convert`` lacks the input's quantity or a
+    cantilever value the conversion needs."""
+    from .backend.measured.preparation import CONVERSIONS
+
+    if quantity not in [source for source, _ in CONVERSIONS]:
+        raise ValueError(f"--convert {to}: {path} does not say what it is ({quantity or 'no quantity'}): give "
+                         f"--quantity")
+    if quantity != to:
+        missing = [OPTIONS[key].flag for key in CONVERSIONS[quantity, to][1] if key not in cantilever]
+        if missing:
+            raise ValueError(f"--convert {to}: converting a {quantity} needs the cantilever's "
+                             f"{' and '.join(key[2:] for key in missing)}, which {path} does not say: give "
+                             f"{' and '.join(missing)}")
+
+
+def _add_prepare(sub) -> None:
+    prep = sub.add_parser("prepare", help="prepare a measured image (TIFF or instrument file): levelling, row "
+                                          "alignment, outliers, scars, crop, resampling, phase / frequency shift / force "
+                                          "gradient; recorded and replayable",
+                          description="Prepare a measured MFM (or other) image for the fit and the reconstruction: "
+                                      "the steps the flags choose, in the order crop, row alignment, outliers, "
+                                      "scars, levelling, conversion, resampling; or the steps recorded in a "
+                                      "prepared TIFF (--steps), replayed exactly. The input is a TIFF or an instrument file "
+                                      "(choose its channel with --channel); pixel size, units, lift height and "
+                                      "cantilever come from the file, the flags override them. Writes one TIFF "
+                                      "(-o) with its pixel size and, in its metadata, the source, channel, units, "
+                                      "lift height, cantilever and the record of the steps; never over the input. "
+                                      "SI units (m, Hz, N/m).")
+    prep.add_argument("input", help="a TIFF image or an instrument file (.gwy, .ibw, .sxm, .spm, .jpk, Park .tiff)")
+    prep.add_argument("--channel", help="the instrument file's channel, by name (e.g. 'MFM phase') or quantity "
+                                        "(phase, frequency_shift); needed when the file holds several")
+    add_arguments(prep, ("pixel_size", "input_quantity", "k", "f0", "Q"), from_input=("k", "f0", "Q"))
+    add_arguments(prep, PREPARE_STEPS)
+    prep.add_argument("--steps", metavar="RECORD", help="replay the steps recorded in a TIFF written by mmrecon "
+                                                        "prepare (or a JSON list of steps) instead of the step flags")
+    prep.add_argument("-o", "--out", required=True, help="the prepared image: a TIFF file")
+    add_arguments(prep, ("overwrite",))
+    prep.set_defaults(func=_prepare)
+
+
 # ----------------------------------------------------------------------------- dataset
 
 
@@ -955,7 +1051,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mmrecon", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_simulate, _add_relax, _add_fit, _add_reconstruct, _add_dataset, _add_train):
+    for add in (_add_demo, _add_simulate, _add_relax, _add_fit, _add_reconstruct, _add_prepare, _add_dataset,
+                _add_train):
         add(sub)
     return parser
 

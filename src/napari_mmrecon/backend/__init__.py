@@ -13,11 +13,16 @@ from .forward.mfm import (
     PointDipoleTip,
     PointMonopoleTip,
     add_noise,
+    force_gradient_from_frequency_shift,
+    force_gradient_from_phase,
+    frequency_shift_from_force_gradient,
     frequency_shift_from_phase,
     mfm_frequency_shift,
+    phase_from_force_gradient,
     phase_from_frequency_shift,
 )
 from .forward.stray import StrayFieldMeasurement, stray_field, stray_field_projection
+from .measured.preparation import PreparedImage, prepare_image
 from .learn.predict import UNetExtrapolationWarning, UNetPrediction, unet_predict
 from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
 from .inverse.reconstruction import ReconstructionProgress, ReconstructionResult, reconstruct_texture
@@ -32,6 +37,8 @@ from .solvers.relax import GAMMA, LLGResult, RelaxInfo, llg, minimize, relax
 __all__ = [
     "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "add_noise",
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
+    "force_gradient_from_frequency_shift", "force_gradient_from_phase", "frequency_shift_from_force_gradient",
+    "phase_from_force_gradient", "PreparedImage", "prepare_image",
     "StrayFieldMeasurement", "stray_field", "stray_field_projection",
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
     "FitProgress", "FitResult", "fit_parameters",
