@@ -9,7 +9,8 @@
 - instrument (SPM) files, ``io.instrument``: Gwyddion ``.gwy``, Asylum ``.ibw``, Nanonis ``.sxm``,
   NanoScope ``.spm`` / ``.000``, JPK ``.jpk`` and Park Systems ``.tiff`` (taken before the plain
   TIFF reader, which would show its 8-bit preview): one Image layer per channel, in nm, with the
-  channel's unit, quantity, scan direction, lift height and cantilever in the metadata. What the
+  channel's unit, quantity, scan direction, cantilever and the lift height (as ``height``, the
+  measurement's height, what the fit and preparation read) in the metadata. What the
   file does not say (pixel size, lift height, cantilever) is named in a notification.
 
 ``get_reader`` declines (returns None) what these readers are not for, so that napari's own reader
@@ -138,7 +139,8 @@ def _instrument_layers(path: Path) -> list:
         data, kwargs, kind = layer_data.image_layer(
             channel.data, channel.pixel_size, f"{path.stem} {channel.name}", quantity=channel.quantity,
             unit=channel.unit, source=str(path), instrument=contents.format, channel=channel.name,
-            direction=channel.direction, lift_height=contents.lift_height, cantilever=dict(contents.cantilever),
+            direction=channel.direction, cantilever=dict(contents.cantilever),
+            **({"height": contents.lift_height, "side": "top"} if contents.lift_height else {}),
             missing=list(contents.missing), channel_metadata=channel.metadata)
         out.append((data, {**kwargs, "visible": channel is shown}, kind))
     return out

@@ -30,6 +30,8 @@ DESCRIPTION = ("Micromagnetic stray-field and MFM simulation, measured-image pre
                "folder of fixed file names (demo, simulate, fit, reconstruct, train), the OVF file (relax), the TIFF "
                "file (prepare) or a zarr dataset (dataset: completed or extended, never replaced); an existing file "
                "is replaced only with --overwrite, an input file never. Errors are one line and exit code 2.")
+CHANNEL_HELP = ("the instrument file's channel, by name (e.g. 'MFM phase') or quantity (phase, frequency_shift); "
+                "needed when the file holds several")
 OUT_HELP = "output folder (default {}); files of fixed names, see the description"
 STATE = ("texture", "n", "cell", "thickness", "nz", "radius", "spacing", "seed")
 PROBE = ("heights", "side", "outputs", "tip", "tip_moment", "tip_charge", "k", "f0", "Q")
@@ -553,15 +555,28 @@ class _Target:
         return self.image.shape if self.state is None else (self.state[1].ny, self.state[1].nx)
 
 
-def _read_target(path, pixel_size=None, states: bool = True) -> _Target:
+def _read_target(path, pixel_size=None, states: bool = True, channel: str | None = None) -> _Target:
     """``path``: a TIFF image (pixel size from the file, else ``pixel_size``, the ``--pixel-size``
-    flag) or, with ``states``, an OVF state (``truth``: the material it names, else the declared
+    flag), the ``channel`` of an instrument file (``workflows.prepare.read_measured``: its lift
+    height, quantity and cantilever stand in the metadata as a TIFF of mmrecon's would hold them)
+    or, with ``states``, an OVF state (``truth``: the material it names, else the declared
     defaults)."""
     from .io import read_ovf, read_tiff
     from .workflows.layer_data import magnetization_from_field
+    from .workflows.prepare import is_instrument, read_measured
     from .workflows.simulate import film_material
 
     path = Path(path)
+    if path.suffix.lower() not in (".ovf", ".omf", ".ohf") and is_instrument(path):
+        measured = read_measured(path, channel, pixel_size)
+        if measured.pixel_size is None:
+            raise ValueError(f"{path} does not say its pixel size: give --pixel-size (m)")
+        meta = {"quantity": measured.quantity, "unit": measured.unit, "source": str(path),
+                "channel": measured.channel, "cantilever": measured.cantilever,
+                **({"height": measured.lift_height} if measured.lift_height else {})}
+        return _Target(measured.name, tuple(measured.pixel_size), meta, {}, image=measured.data)
+    if channel is not None:
+        raise ValueError(f"{path}: --channel is for instrument files (.gwy, .ibw, .sxm, .spm, .jpk, Park .tiff)")
     if path.suffix.lower() in (".ovf", ".omf", ".ohf"):
         if not states:
             raise ValueError(f"{path}: a target here is a TIFF image; simulate the state's image first "
@@ -598,7 +613,9 @@ def _given(args, name: str, known=None):
 def _fit_measurement(args, meta: dict):
     """The measurement from the flags; each one not given is taken from the target's metadata
     (``fit.measurement_from_metadata``: height and side always, component, tip, cantilever
-    and MFM quantity if it describes the same kind), else the declared default."""
+    and MFM quantity if it describes the same kind; an MFM quantity alone, as an instrument file
+    without lift height gives it, makes the measurement MFM of that quantity), else the declared
+    default."""
     from .backend import Cantilever, MFMMeasurement, PointDipoleTip, PointMonopoleTip, StrayFieldMeasurement
     from .backend.forward.measurement import plane_distance
     from .workflows.fit import measurement_from_metadata
@@ -610,7 +627,8 @@ def _fit_measurement(args, meta: dict):
     side = _given(args, "side", known.side if known else None)
     if side == "both":
         raise ValueError("side = 'both' is for mmrecon simulate: a target is measured on one side, top or bottom")
-    kind = _given(args, "measurement", "mfm" if isinstance(known, MFMMeasurement) else None)
+    mfm_quantity = meta.get("quantity") if meta.get("quantity") in ("frequency_shift", "phase") else None
+    kind = _given(args, "measurement", "mfm" if isinstance(known, MFMMeasurement) or mfm_quantity else None)
     if kind == "stray":
         same = known if isinstance(known, StrayFieldMeasurement) else None
         return StrayFieldMeasurement(height=height, side=side, component=_given(args, "component",
@@ -625,7 +643,7 @@ def _fit_measurement(args, meta: dict):
     cantilever = Cantilever(**{key: _given(args, key, getattr(same.cantilever, key) if same else None)
                                for key in ("k", "f0", "Q")})
     return MFMMeasurement(lift_height=height, side=side, tip=tip, cantilever=cantilever,
-                          quantity=_given(args, "quantity", same.quantity if same else None))
+                          quantity=_given(args, "quantity", same.quantity if same else mfm_quantity))
 
 
 def _fit_grid(args, target: _Target):
@@ -651,7 +669,7 @@ def _fit(args) -> int:
     from .workflows.fit_output import FILES, FittedImage, table_text, write_fit
     from .workflows.layer_data import magnetization_from_field
 
-    target = _read_target(args.target, args.pixel_size)
+    target = _read_target(args.target, args.pixel_size, channel=args.channel)
     grid = _fit_grid(args, target)
     measurement = _fit_measurement(args, target.meta)
     start = _material({}, args)
@@ -694,8 +712,10 @@ def _add_fit(sub) -> None:
                                      "simulate writes it), else their defaults. An OVF target is a state whose "
                                      "image is simulated here: give --height (and the measurement flags). "
                                      "Writes " + ", ".join(FILES) + " into -o. SI units.")
-    fit.add_argument("target", help="TIFF image with its pixel size, or an OVF state whose image is simulated "
-                                    "here (then give --height)")
+    fit.add_argument("target", help="TIFF image with its pixel size, an instrument file (.gwy, .ibw, .sxm, .spm, "
+                                    ".jpk, Park .tiff; --channel), or an OVF state whose image is simulated here "
+                                    "(then give --height)")
+    fit.add_argument("--channel", help=CHANNEL_HELP)
     add_arguments(fit, FIT_MEASUREMENT, from_input=FIT_MEASUREMENT[1:])
     add_arguments(fit, MATERIAL_NAMES + ("field",))
     add_arguments(fit, FIT)
@@ -746,7 +766,7 @@ def _reconstruct(args) -> int:
     from .workflows.reconstruct import ReconstructOptions, reconstruct, validate
     from .workflows.reconstruct_output import FILES, ReconstructedImages, write_reconstruction
 
-    targets = [_read_target(path, args.pixel_size, states=False) for path in args.targets]
+    targets = [_read_target(path, args.pixel_size, states=False, channel=args.channel) for path in args.targets]
     _check_stack(targets, args.targets)
     grid = _fit_grid(args, targets[0])
     measurements = _stack_measurements(args, targets, args.targets)
@@ -805,9 +825,10 @@ def _add_reconstruct(sub) -> None:
                                      + ", ".join(FILES) + " (bias field: bias method only) into -o. Exit code 0 "
                                      "when the residual reached its goal (the noise, or 1 % of the image RMS), 1 "
                                      "when not (always for the fourier method, which has no goal). SI units.")
-    rec.add_argument("targets", nargs="+", metavar="target", help="TIFF image with its pixel size; several: one "
-                                                                  "film's images, each with its measurement in its "
-                                                                  "metadata")
+    rec.add_argument("targets", nargs="+", metavar="target", help="TIFF image with its pixel size or an instrument "
+                                                                  "file (--channel); several: one film's images, "
+                                                                  "each with its measurement in its metadata")
+    rec.add_argument("--channel", help=CHANNEL_HELP)
     add_arguments(rec, FIT_MEASUREMENT, from_input=FIT_MEASUREMENT[1:])
     add_arguments(rec, MATERIAL_NAMES + ("field",), from_input=MATERIAL_NAMES)
     add_arguments(rec, RECONSTRUCT)
@@ -903,8 +924,7 @@ def _add_prepare(sub) -> None:
                                       "lift height, cantilever and the record of the steps; never over the input. "
                                       "SI units (m, Hz, N/m).")
     prep.add_argument("input", help="a TIFF image or an instrument file (.gwy, .ibw, .sxm, .spm, .jpk, Park .tiff)")
-    prep.add_argument("--channel", help="the instrument file's channel, by name (e.g. 'MFM phase') or quantity "
-                                        "(phase, frequency_shift); needed when the file holds several")
+    prep.add_argument("--channel", help=CHANNEL_HELP)
     add_arguments(prep, ("pixel_size", "input_quantity", "k", "f0", "Q"), from_input=("k", "f0", "Q"))
     add_arguments(prep, PREPARE_STEPS)
     prep.add_argument("--steps", metavar="RECORD", help="replay the steps recorded in a TIFF written by mmrecon "

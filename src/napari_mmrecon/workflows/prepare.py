@@ -60,7 +60,7 @@ def _lift(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
-def _is_instrument(path: Path) -> bool:
+def is_instrument(path: Path) -> bool:
     """Whether ``path`` goes to an instrument reader: any suffix but a TIFF's, and a TIFF that an
     instrument reader recognises (a Park Systems TIFF)."""
     if path.suffix.lower() not in TIFF_SUFFIXES:
@@ -77,7 +77,7 @@ def read_measured(path, channel: str | None = None, pixel_size=None) -> Measured
     of one channel needs no ``channel``). ``pixel_size`` (m) serves a file that does not state its
     own. ``ValueError`` names the file and the problem."""
     path = Path(path)
-    if _is_instrument(path):
+    if is_instrument(path):
         try:
             contents = read_instrument(path)
         except ImportError as exc:
