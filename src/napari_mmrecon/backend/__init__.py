@@ -19,6 +19,7 @@ from .forward.mfm import (
 )
 from .forward.stray import StrayFieldMeasurement, stray_field, stray_field_projection
 from .learn.predict import UNetExtrapolationWarning, UNetPrediction, unet_predict
+from .inverse.field_series import FieldSeriesResult, fit_field_series
 from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
 from .inverse.reconstruction import ReconstructionProgress, ReconstructionResult, reconstruct_texture
 from .inverse.texture_metrics import TextureMetrics, texture_metrics
@@ -33,7 +34,7 @@ __all__ = [
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
     "StrayFieldMeasurement", "stray_field", "stray_field_projection",
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
-    "FitProgress", "FitResult", "fit_parameters",
+    "FieldSeriesResult", "FitProgress", "FitResult", "fit_field_series", "fit_parameters",
     "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
     "textures", "skyrmion_radius", "topological_charge",
     "TERM_NAMES", "EnergyModel", "effective_field", "energy", "MU0", "Grid", "Material",
