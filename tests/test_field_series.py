@@ -6,6 +6,8 @@ same Gaussian noise on each image. The series is fitted jointly and the zero-fie
 (``fit_parameters``), both from the same start 5 % off.
 """
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -42,10 +44,12 @@ def test_series_narrows_the_a_ku_d_valley(series):
     init = TRUE.replace(**{n: getattr(TRUE, n) * f for n, f in zip(NAMES, (1.05, 0.95, 1.05, 0.95))})
     m0 = mm.textures.skyrmion(GRID, radius=5e-9)  # a generic start, not the true texture
     single = fit_parameters(images[1], GRID, STRAY, init, m0=m0, bias="none")
-    joint = fit_field_series(images, GRID, STRAY, FIELDS, init, m0=m0, bias="none")
+    seen = []
+    joint = fit_field_series(images, GRID, STRAY, FIELDS, init, m0=m0, bias="none", progress=seen.append)
     assert single.converged and joint.converged, (single.message, joint.message)
     assert joint.m.shape == (3,) + GRID.vector_shape and joint.simulated.shape == images.shape
     np.testing.assert_allclose(joint.fields[:, 2], FIELDS)
+    assert [p.loss for p in seen] == joint.loss_history and seen[-1].m.shape == joint.m.shape
     np.testing.assert_allclose(joint.noise_sigma, sigma, rtol=0.1)  # each image's noise from its residual
     for name in NAMES:
         error = abs(joint.values[name] - getattr(TRUE, name))
@@ -57,6 +61,23 @@ def test_series_narrows_the_a_ku_d_valley(series):
     assert single.correlation[1:, 1:].min() > 0.95 > np.abs(joint.correlation[1:, 1:] - np.eye(3)).max()
     sizes = [float(r.max()) for r in joint.radii]
     assert all(len(r) == 1 for r in joint.radii) and sizes[0] > sizes[1] > sizes[2]
+
+
+def test_cancel_keeps_the_best_state(series):
+    _, images, _ = series
+    cancel = threading.Event()
+    seen = []
+
+    def progress(snapshot):
+        seen.append(snapshot.loss)
+        cancel.set()
+
+    result = fit_field_series(images, GRID, STRAY, FIELDS, TRUE.replace(Ku=1.05 * TRUE.Ku), fit=("Ku",),
+                              m0=mm.textures.skyrmion(GRID, radius=5e-9), bias="none", progress=progress,
+                              cancel=cancel)
+    assert result.cancelled and not result.converged and result.message == "cancelled" and len(seen) == 1
+    assert np.isnan(result.uncertainty["Ku"]) and result.loss_history == seen
+    assert result.m.shape == (3,) + GRID.vector_shape and np.all(np.isfinite(result.simulated))
 
 
 @pytest.mark.parametrize("kwargs, match", [
