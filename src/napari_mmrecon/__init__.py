@@ -10,7 +10,7 @@ import importlib
 __version__ = "0.1.0"
 
 __all__ = [
-    "FitProgress", "FitResult", "fit_parameters", "topological_charge",
+    "FieldSeriesResult", "FitProgress", "FitResult", "fit_field_series", "fit_parameters", "topological_charge",
     "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
     "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "StrayFieldMeasurement", "add_noise",

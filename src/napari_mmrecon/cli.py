@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .workflows.options import MATERIAL_NAMES, OPTIONS, add_arguments, check, defaults
+from .workflows.options import MATERIAL_NAMES, OPTIONS, add_arguments, check, defaults, help_text
 
 DESCRIPTION = ("Micromagnetic stray-field and MFM simulation, measured-image preparation, material-parameter fits "
                "and texture reconstruction from a shell. SI units (m, A/m, J/m, J/m^3, J/m^2, Hz, N/m). A negative "
@@ -661,21 +661,42 @@ def _fit_grid(args, target: _Target):
                                 pbc=bool(film.get("pbc", False)), device=args.device))
 
 
+def _comma_numbers(text: str) -> tuple:
+    """``"0,20e3,40e3"`` -> ``(0.0, 20000.0, 40000.0)`` (argparse type; ranges are ``check``'s)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _fit(args) -> int:
     """Fit material parameters to a TIFF image (or an OVF state's simulated image); write the
-    fitted values, the relaxed state, the simulated and residual images and a figure."""
+    fitted values, the relaxed state, the simulated and residual images and a figure. Several
+    images (``--fields``): a field series, fitted jointly (``_fit_series``)."""
     from .io import read_ovf
     from .workflows.fit import FitOptions, fit, validate
     from .workflows.fit_output import FILES, FittedImage, table_text, write_fit
     from .workflows.layer_data import magnetization_from_field
 
+    fields = args.fields
+    if fields is not None and len(fields) != len(args.targets):
+        raise ValueError(f"--fields gives {len(fields)} fields for {len(args.targets)} images: one per image")
+    if fields is not None and args.field:
+        raise ValueError("give the applied field with --fields (one per image) or --field, not both")
+    if len(args.targets) > 1:
+        if fields is None:
+            raise ValueError(f"{len(args.targets)} images are a field series: give each one's applied field with "
+                             "--fields (A/m, comma-separated)")
+        return _fit_series(args)
+    args.target = args.targets[0]
+    applied = fields[0] if fields is not None else args.field
     target = _read_target(args.target, args.pixel_size, channel=args.channel)
     grid = _fit_grid(args, target)
     measurement = _fit_measurement(args, target.meta)
     start = _material({}, args)
     options = FitOptions(fit=tuple(args.fit), bias=args.bias, bias_strength=args.bias_strength,
                          optimizer=args.optimizer, max_iter=args.max_iter, relax_tol=args.relax_tol,
-                         external_field=(0.0, 0.0, args.field) if args.field else None)
+                         external_field=(0.0, 0.0, applied) if applied else None)
     _check_options(args)
     out = Path(args.out)
     replaced = _check_outputs([out / name for name in FILES], [args.target, args.m0], args.overwrite)
@@ -703,6 +724,57 @@ def _fit(args) -> int:
     return 0 if result.converged else 1
 
 
+def _fit_series(args) -> int:
+    """Fit one material jointly to several TIFF images of one film, each at its ``--fields`` value;
+    write the fitted values, each image's relaxed state and the simulated and residual stacks."""
+    from .io import read_ovf
+    from .workflows.fit import FitOptions, check_start, check_unit
+    from .workflows.fit_series import files, fit_series, write_series
+    from .workflows.layer_data import magnetization_from_field
+
+    targets = [_read_target(path, args.pixel_size, states=False, channel=args.channel) for path in args.targets]
+    _check_stack(targets, args.targets)
+    grid = _fit_grid(args, targets[0])
+    measurement = _fit_measurement(args, targets[0].meta)
+    for target, path in zip(targets, args.targets):
+        check_unit(target.meta.get("unit") or "", measurement, path)
+    start = _material({}, args)
+    options = FitOptions(fit=tuple(args.fit), bias=args.bias, bias_strength=args.bias_strength,
+                         max_iter=args.max_iter, relax_tol=args.relax_tol)
+    _check_options(args)
+    if args.optimizer not in (None, "levenberg-marquardt"):
+        raise ValueError(f"--optimizer {args.optimizer}: a field series is fitted by levenberg-marquardt")
+    if args.bias not in ("none", "target"):
+        raise ValueError(f"--bias {args.bias}: a field series takes bias none or target")
+    out = Path(args.out)
+    replaced = _check_outputs([out / name for name in files(len(targets))], [*args.targets, args.m0],
+                              args.overwrite)
+    m0 = None
+    if args.m0:
+        field, m0_grid, header = read_ovf(args.m0, return_header=True)
+        m0, _ = magnetization_from_field(field, header)
+        check_start(m0, grid, m0_grid)
+    images = np.stack([target.image for target in targets])
+    _set_threads(args)
+    print(f"field-series fit of {len(targets)} images at H_z = {', '.join(f'{h:g}' for h in args.fields)} A/m: "
+          f"{grid.ny} x {grid.nx} x {grid.nz} cells of {grid.dx * 1e9:g} x {grid.dy * 1e9:g} x {grid.dz * 1e9:g} "
+          f"nm; fitting {', '.join(options.fit)} (bias {options.bias})")
+    result = _run_with_counter(fit_series(images, grid, measurement, args.fields, start, options, m0,
+                                          targets[0].pixel), "fit", args.quiet)
+    truth = targets[0].truth
+    with _writing(out):
+        written = write_series(out, result, images, grid, [t.name for t in targets], start, measurement, options,
+                               truth, "mmrecon fit: " + " ".join(args.targets))
+    print(result.table())
+    for i, (h, radii) in enumerate(zip(args.fields, result.radii)):
+        sizes = ", ".join(f"{r * 1e9:.2f}" for r in radii) or "none"
+        print(f"image {i} (H_z {h:g} A/m): misfit {result.misfits[i]:.2e}, skyrmion radii {sizes} nm")
+    print(f"{result.message}; misfit {result.misfit:.2e} after {result.iterations} iterations, "
+          f"{result.timings['total']:.1f} s")
+    print(_wrote(out, written, replaced))
+    return 0 if result.converged else 1
+
+
 def _add_fit(sub) -> None:
     from .workflows.fit_output import FILES
 
@@ -712,12 +784,16 @@ def _add_fit(sub) -> None:
                                      "simulate writes it), else their defaults. An OVF target is a state whose "
                                      "image is simulated here: give --height (and the measurement flags). "
                                      "Writes " + ", ".join(FILES) + " into -o. SI units.")
-    fit.add_argument("target", help="TIFF image with its pixel size, an instrument file (.gwy, .ibw, .sxm, .spm, "
-                                    ".jpk, Park .tiff; --channel), or an OVF state whose image is simulated here "
-                                    "(then give --height)")
+    fit.add_argument("targets", nargs="+", metavar="target",
+                     help="TIFF image with its pixel size, an instrument file (.gwy, .ibw, .sxm, .spm, .jpk, Park "
+                          ".tiff; --channel), or an OVF state whose image is simulated here (then give --height); "
+                          "several images of one film at the applied --fields: a field series, fitted jointly with "
+                          "one material")
     fit.add_argument("--channel", help=CHANNEL_HELP)
     add_arguments(fit, FIT_MEASUREMENT, from_input=FIT_MEASUREMENT[1:])
     add_arguments(fit, MATERIAL_NAMES + ("field",))
+    fit.add_argument(OPTIONS["fields"].flag, dest="fields", type=_comma_numbers, metavar="H1,H2,...",
+                     help=help_text(OPTIONS["fields"]))
     add_arguments(fit, FIT)
     fit.add_argument("--m0", help="OVF file with the starting magnetization (default: shaped from the image)")
     fit.add_argument("-o", "--out", default="mmrecon-output/fit", help=OUT_HELP.format("mmrecon-output/fit"))

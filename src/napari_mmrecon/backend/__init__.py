@@ -24,6 +24,7 @@ from .forward.mfm import (
 from .forward.stray import StrayFieldMeasurement, stray_field, stray_field_projection
 from .measured.preparation import PreparedImage, prepare_image
 from .learn.predict import UNetExtrapolationWarning, UNetPrediction, unet_predict
+from .inverse.field_series import FieldSeriesResult, fit_field_series
 from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
 from .inverse.reconstruction import ReconstructionProgress, ReconstructionResult, reconstruct_texture
 from .inverse.texture_metrics import TextureMetrics, texture_metrics
@@ -41,7 +42,7 @@ __all__ = [
     "phase_from_force_gradient", "PreparedImage", "prepare_image",
     "StrayFieldMeasurement", "stray_field", "stray_field_projection",
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
-    "FitProgress", "FitResult", "fit_parameters",
+    "FieldSeriesResult", "FitProgress", "FitResult", "fit_field_series", "fit_parameters",
     "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
     "textures", "skyrmion_radius", "topological_charge",
     "TERM_NAMES", "EnergyModel", "effective_field", "energy", "MU0", "Grid", "Material",

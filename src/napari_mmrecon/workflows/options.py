@@ -98,6 +98,9 @@ _DECLARED = (
     Option("alpha", 0.5, "", "Gilbert damping", minimum=0.0, maximum=10.0),
     Option("field", 0.0, "A/m", "external field H along z, either sign", minimum=-1e7, maximum=1e7,
            display_unit="mT", display_scale=MU0 * 1e3),
+    Option("fields", None, "A/m", "external field H along z of each image of a field series, one per target in "
+           "their order, comma-separated, either sign", minimum=-1e7, maximum=1e7, display_unit="mT",
+           display_scale=MU0 * 1e3, many=True),
     # grid and texture
     Option("texture", "skyrmion", help="starting-state preset", kind=str, choices=TEXTURES),
     Option("n", 64, help="number of cells per side of a texture's square grid", kind=int, minimum=1, maximum=MAX_N),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .objective import Evaluation
@@ -33,8 +34,9 @@ class FitState:
     ----------
     warm : tensor (nz, ny, nx, 3)
         Where the next relaxation starts (the best state's ``m``, or the start).
-    charge : float or None
-        The reference skyrmion number (None: taken from the first converged evaluation).
+    charge : float, array or None
+        The reference skyrmion number (an array: one per image of a field series; None: taken from
+        the first converged evaluation).
     relax_tol : float
         The tightest inner relaxation tolerance.
     best : Evaluation or None
@@ -72,7 +74,7 @@ class FitState:
             return False
         if self.charge is None:
             self.charge = evaluation.charge
-        if self.keep_topology and abs(evaluation.charge - self.charge) > CHARGE_TOLERANCE:
+        if self.keep_topology and _charge_change(evaluation.charge, self.charge) > CHARGE_TOLERANCE:
             self.lost_topology += 1
             return False
         if not math.isfinite(evaluation.loss):
@@ -85,7 +87,7 @@ class FitState:
 
     def valid(self, evaluation: Evaluation) -> bool:
         """Whether an evaluation converged with the reference skyrmion number."""
-        return evaluation.converged and (self.charge is None or abs(evaluation.charge - self.charge)
+        return evaluation.converged and (self.charge is None or _charge_change(evaluation.charge, self.charge)
                                          <= CHARGE_TOLERANCE)
 
     def new_stage(self):
@@ -98,3 +100,8 @@ class FitState:
             return max(self.relax_tol, RELAX_TOL_CEILING)
         coarse = RELAX_TOL_FACTOR * math.sqrt(max(self.best.loss, 0.0))
         return max(self.relax_tol, min(RELAX_TOL_CEILING, coarse))
+
+
+def _charge_change(charge, reference) -> float:
+    """The largest change of skyrmion number (charges are floats, or arrays of one per image)."""
+    return float(np.max(np.abs(np.subtract(charge, reference))))

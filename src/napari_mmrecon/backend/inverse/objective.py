@@ -55,7 +55,7 @@ class Evaluation:
     ``theta`` (detached), ``bias_scale`` of the fixed bias shape, the relaxed ``m``
     ``(nz, ny, nx, 3)``, its ``image`` ``(ny, nx)``, ``loss`` (misfit plus penalty) and ``misfit``
     (normalized), whether the relaxation ``converged`` to ``relax_tol``, the skyrmion number
-    ``charge``, and ``values`` (name -> float of the scalar parameters).
+    ``charge`` (of a field series: one per image, ``field_series``), and ``values`` (name -> float of the scalar parameters).
     """
 
     theta: torch.Tensor

@@ -131,7 +131,7 @@ def _predicted_start(objective: Objective, state: FitState, step: torch.Tensor) 
         return state.warm
     rate = params.rate(state.best.theta)
     eps = torch.stack([(step * rate)[params.slices[p.name]].reshape(()) for p in material])
-    dm = (state.tangent * eps.reshape(-1, 1, 1, 1, 1)).sum(0)
+    dm = (state.tangent * eps.reshape((-1,) + (1,) * (state.tangent.ndim - 1))).sum(0)
     if float(torch.linalg.vector_norm(dm, dim=-1).max()) > MAX_PREDICTED_ROTATION:
         return state.warm
     m = state.warm + dm
