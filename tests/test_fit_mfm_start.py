@@ -15,9 +15,17 @@ import numpy as np
 import pytest
 
 import napari_mmrecon as mm
-from napari_mmrecon.backend.inverse.bias import (bias_from_shape, bias_shape, domain_bias_shape,
-                                                 perpendicular_estimate, texture_from_estimate)
-from napari_mmrecon.backend.inverse.parameter_fit import DEFAULT_BIAS_STRENGTH, fit_parameters
+from napari_mmrecon.backend.inverse.bias import (
+    bias_from_shape,
+    bias_shape,
+    domain_bias_shape,
+    perpendicular_estimate,
+    texture_from_estimate,
+)
+from napari_mmrecon.backend.inverse.parameter_fit import (
+    DEFAULT_BIAS_STRENGTH,
+    fit_parameters,
+)
 
 GRID = mm.Grid(nx=48, ny=48, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
 TRUE = mm.Material(Ms=5.8e5, A=1.5e-11, Ku=8e5, D=3e-3)

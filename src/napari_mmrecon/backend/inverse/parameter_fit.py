@@ -20,8 +20,12 @@ skyrmion already sits symmetric about its centre).
 Stages (a schedule, ``Stage``): where the start does not hold its configuration without help
 (skyrmions collapse or run out at parameters 20-30 % off), a bias field shaped from the image
 holds it; the bias is lowered stage by stage (``BIAS_SCHEDULE``, a few Levenberg-Marquardt steps
-each) and the final stage has none. The start itself, relaxed without bias, is a candidate
-result: a fit never returns anything worse, and a fit started at a stationary point stays there.
+each) and the final stage has none. Where the first relaxed state does not look like the image (the
+bias holds the skyrmions' positions but not their sizes: at a negative wall energy they grow, which
+an MFM image, weighing the walls, shows more than Hz), the start is relaxed again under a bias
+along the image's estimated domains, background included. The start itself, relaxed without bias,
+is a candidate result: a fit never returns anything worse, and a fit started at a stationary point
+stays there.
 
 Convergence is a test of the point reached (``fit_optimizers.stationarity``), and the misfit is
 compared with the noise estimated from the image alone (``image_noise``). Uncertainties come from
@@ -376,7 +380,8 @@ def _start_correlation(evaluation: Evaluation, target: torch.Tensor) -> float:
 def _check_start_pattern(evaluation: Evaluation, target: torch.Tensor) -> None:
     """``ValueError`` unless the first relaxed state's image correlates with the target (after removing
     both means) better than ``MIN_START_CORRELATION``: amplitude errors (Ms, height 30 % off) are
-    fine, a collapsed texture or an inverted image (side, sign, component) is not."""
+    fine, a collapsed texture or an image of another measurement (side, component) is not. An
+    image-shaped start is checked once more under ``bias.domain_bias_shape`` before it is refused."""
     correlation = _start_correlation(evaluation, target)
     if correlation < MIN_START_CORRELATION:
         raise ValueError(
@@ -482,7 +487,9 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         a z bias map optimized jointly with L-BFGS (started from "target", penalized by
         ``bias_penalty = (w_size, w_smooth)``); an array: a fixed bias field H (A/m), 3-vector or
         ``(nz, ny, nx, 3)``. With any bias, the last stage has none when ``final_unbiased`` (the
-        default), so the result is a zero-bias equilibrium.
+        default), so the result is a zero-bias equilibrium. Where an image-shaped bias does not hold
+        the start so that it looks like the image, the start is relaxed again under the bias along
+        the estimated domains, background included (``bias.domain_bias_shape``).
     bias_strength : float
         In units of the anisotropy field ``2 Ku / (mu0 Ms)`` of ``init``.
     optimizer : "levenberg-marquardt", "lbfgs" or "adam"
@@ -615,7 +622,12 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
             state.charge, state.warm, boost = start_charge, m_start, 1.0
             parameters = hold(m_start if m0 is not None else None)
             stages = schedule(biased, beta is not None, final_unbiased, max_iter)
-            first = first_relaxation()
+            unheld = first
+            try:
+                first = first_relaxation()
+            except ValueError:  # not even held there: refused for what the first start showed
+                _check_start_pattern(unheld, target_t)
+                raise
         _check_start_pattern(first, target_t)
         if m0 is None and pins:
             parameters = hold(first.m)
