@@ -11,7 +11,9 @@ deviation, scaled to ``[-1, 1]`` (``b``), shapes
 - a bias field ``H_b = strength * H_K * b(x, y) z^`` with ``H_K = 2 Ku / (mu0 Ms)``, which holds the
   texture in the measured configuration while the material parameters change, and
 - a starting texture ``m_z = +-1`` (the background's sign, and the opposite one where ``b`` points
-  against it by more than half its extreme), for a fit without a given start.
+  against it by more than half its extreme), for a fit without a given start, and
+- a bias along those domains themselves (``domain_bias_shape``), background included, which holds
+  the domains' sizes as well as their positions.
 
 The outer two cells are taken from the interior: there the estimate mostly shows the edge charges
 of the uniform background.
@@ -128,6 +130,29 @@ def bias_from_shape(shape: np.ndarray, grid: Grid, strength: float, Ms: float, K
     return h
 
 
+def _domains(estimate: PerpendicularEstimate, border: int) -> np.ndarray:
+    """``m_z = +-1`` ``(ny, nx)`` from an estimate: the background's sign (+1 if it is 0), and the
+    opposite one where the deviation (edges padded from the interior) points against it by more
+    than half the largest such deviation."""
+    sign = 1.0 if estimate.background >= 0 else -1.0
+    against = -_interior_edge_padded(estimate.deviation, border) * sign
+    extreme = against.max()
+    return np.where(against > 0.5 * extreme, -sign, sign) if extreme > 0 else np.full(against.shape, sign)
+
+
+def domain_bias_shape(estimate: PerpendicularEstimate, border: int = 2) -> np.ndarray:
+    """Bias shape along the estimated magnetization itself, background included: the ``m_z = +-1``
+    domains of ``texture_from_estimate`` smoothed over about a cell; ``(ny, nx)``, max ``|shape| <= 1``.
+
+    ``bias_shape`` follows the deviation from the background, which is about 0 over a saturated
+    background: it pushes skyrmion cores along themselves and holds their positions, but nothing
+    pushes back on a wall that moves outwards. Where the wall energy at the trial parameters is
+    negative (a free skyrmion grows towards a stripe), only a field along the background as well
+    holds the measured sizes.
+    """
+    return ndimage.gaussian_filter(_domains(estimate, border), sigma=1.0, mode="nearest")
+
+
 def texture_from_estimate(estimate: PerpendicularEstimate, grid: Grid, border: int = 2, seed: int = 0) -> np.ndarray:
     """Starting texture from an estimate, ``(nz, ny, nx, 3)``.
 
@@ -136,10 +161,7 @@ def texture_from_estimate(estimate: PerpendicularEstimate, grid: Grid, border: i
     take the opposite sign: skyrmion cores, bubbles, the minority domains. A small random in-plane
     tilt lets the relaxation pick the wall chirality.
     """
-    against = -_interior_edge_padded(estimate.deviation, border) * (1.0 if estimate.background >= 0 else -1.0)
-    sign = 1.0 if estimate.background >= 0 else -1.0
-    extreme = against.max()
-    mz = np.where(against > 0.5 * extreme, -sign, sign) if extreme > 0 else np.full(against.shape, sign)
+    mz = _domains(estimate, border)
     rng = np.random.default_rng(seed)
     m = np.zeros(grid.vector_shape)
     m[..., :2] = 0.05 * rng.standard_normal(grid.vector_shape[:-1] + (2,))

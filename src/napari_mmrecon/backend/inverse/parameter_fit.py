@@ -20,8 +20,12 @@ skyrmion already sits symmetric about its centre).
 Stages (a schedule, ``Stage``): where the start does not hold its configuration without help
 (skyrmions collapse or run out at parameters 20-30 % off), a bias field shaped from the image
 holds it; the bias is lowered stage by stage (``BIAS_SCHEDULE``, a few Levenberg-Marquardt steps
-each) and the final stage has none. The start itself, relaxed without bias, is a candidate
-result: a fit never returns anything worse, and a fit started at a stationary point stays there.
+each) and the final stage has none. Where the first relaxed state does not look like the image (the
+bias holds the skyrmions' positions but not their sizes: at a negative wall energy they grow, which
+an MFM image, weighing the walls, shows more than Hz), the start is relaxed again under a bias
+along the image's estimated domains, background included. The start itself, relaxed without bias,
+is a candidate result: a fit never returns anything worse, and a fit started at a stationary point
+stays there.
 
 Convergence is a test of the point reached (``fit_optimizers.stationarity``), and the misfit is
 compared with the noise estimated from the image alone (``image_noise``). Uncertainties come from
@@ -41,7 +45,7 @@ import torch
 from skimage.restoration import estimate_sigma
 
 from ..physics.analysis import topological_charge
-from .bias import bias_from_shape, bias_shape, perpendicular_estimate, texture_from_estimate
+from .bias import bias_from_shape, bias_shape, domain_bias_shape, perpendicular_estimate, texture_from_estimate
 from ..solvers.equilibrium import EquilibriumSettings
 from .objective import MATERIAL_PARAMETERS, Evaluation, FitCancelled, Objective
 from .optimizers import (GRADIENT_TOL, OPTIMIZERS, FitProgress, StageOutcome, StageRule, gradient_descent,
@@ -366,13 +370,19 @@ class _Fit:
         return outcome
 
 
+def _start_correlation(evaluation: Evaluation, target: torch.Tensor) -> float:
+    """Pearson correlation of an evaluation's image with the target (both means removed)."""
+    simulated = evaluation.image - evaluation.image.mean()
+    centred = target - target.mean()
+    return float((simulated * centred).sum() / (simulated.norm() * centred.norm()).clamp_min(1e-300))
+
+
 def _check_start_pattern(evaluation: Evaluation, target: torch.Tensor) -> None:
     """``ValueError`` unless the first relaxed state's image correlates with the target (after removing
     both means) better than ``MIN_START_CORRELATION``: amplitude errors (Ms, height 30 % off) are
-    fine, a collapsed texture or an inverted image (side, sign, component) is not."""
-    simulated = evaluation.image - evaluation.image.mean()
-    centred = target - target.mean()
-    correlation = float((simulated * centred).sum() / (simulated.norm() * centred.norm()).clamp_min(1e-300))
+    fine, a collapsed texture or an image of another measurement (side, component) is not. An
+    image-shaped start is checked once more under ``bias.domain_bias_shape`` before it is refused."""
+    correlation = _start_correlation(evaluation, target)
     if correlation < MIN_START_CORRELATION:
         raise ValueError(
             f"the starting texture, relaxed at the initial parameters, does not look like the image (correlation "
@@ -404,8 +414,9 @@ def _starting_state(m0, estimate, grid: Grid) -> torch.Tensor:
     return m / norm
 
 
-def _bias(bias, estimate, grid: Grid, start: dict, strength: float):
-    """``(fixed bias tensor or None, optimized map's start beta (nz, ny, nx) or None)`` for ``bias``."""
+def _bias(bias, estimate, grid: Grid, start: dict, strength: float, shape_of=bias_shape):
+    """``(fixed bias tensor or None, optimized map's start beta (nz, ny, nx) or None)`` for ``bias``; an
+    image-shaped one has the shape ``shape_of(estimate)``."""
     if isinstance(bias, str):
         if bias == "none":
             return None, None
@@ -413,7 +424,7 @@ def _bias(bias, estimate, grid: Grid, start: dict, strength: float):
             raise ValueError(f"bias_strength must be a finite number >= 0, got {strength!r}")
         if start["Ku"] <= 0:
             raise ValueError(f"bias='{bias}' needs Ku > 0 (its strength is in units of the anisotropy field)")
-        shape = bias_shape(estimate)
+        shape = shape_of(estimate)
         if bias == "target":
             return grid.tensor(bias_from_shape(shape, grid, strength, start["Ms"], start["Ku"])), None
         return None, grid.tensor(np.broadcast_to(strength * shape, grid.shape).copy())
@@ -476,7 +487,9 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         a z bias map optimized jointly with L-BFGS (started from "target", penalized by
         ``bias_penalty = (w_size, w_smooth)``); an array: a fixed bias field H (A/m), 3-vector or
         ``(nz, ny, nx, 3)``. With any bias, the last stage has none when ``final_unbiased`` (the
-        default), so the result is a zero-bias equilibrium.
+        default), so the result is a zero-bias equilibrium. Where an image-shaped bias does not hold
+        the start so that it looks like the image, the start is relaxed again under the bias along
+        the estimated domains, background included (``bias.domain_bias_shape``).
     bias_strength : float
         In units of the anisotropy field ``2 Ku / (mu0 Ms)`` of ``init``.
     optimizer : "levenberg-marquardt", "lbfgs" or "adam"
@@ -543,12 +556,12 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     follow = isinstance(bias, str)  # shaped from the image, not a user's field in A/m
     pinning = None
 
-    def objective_with(params, shape=fixed_bias):
+    def objective_with(params, shape):
         return Objective(grid, measurement, target_t, params, settings, pinning, shape, follow, bias_penalty,
                          gradient, unrolled_steps)
 
-    state = FitState(warm=m_start, charge=topological_charge(m_start) if m0 is not None else None,
-                     relax_tol=relax_tol)
+    start_charge = topological_charge(m_start) if m0 is not None else None
+    state = FitState(warm=m_start, charge=start_charge, relax_tol=relax_tol)
     run = _Fit(None, None, state, optimizer, max_iter, progress, adam_lr)
     boost = 1.0  # the first stage's bias factor (doubled while the start loses its configuration)
 
@@ -561,7 +574,7 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         if found is not None and len(found):
             pinning = SkyrmionPinning(grid, found, PIN_STIFFNESS * 2 * start["A"] * grid.nz * grid.dz).centered_on(m)
         params = _parameters(start, names, grid, float(np.std(image)), pinning)
-        run.objective = objective_with(params)
+        run.objective = objective_with(params, fixed_bias)
         run.map_objective = None if beta is None else objective_with(_with_map(params, boost * beta), None)
         return params
 
@@ -578,14 +591,17 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     # a start shaped from the image has no reliable skyrmion number yet: its first relaxation must
     # keep every skyrmion the image shows
     expected = len(find_skyrmions(m_start, grid)) if m0 is None else None
-    try:
+
+    def first_relaxation() -> Evaluation:
+        """The first stage's first relaxation, the bias doubled while the start loses its configuration."""
+        nonlocal boost, stages
         while True:
             try:
                 first = run.enter(stages[0], theta)
                 if expected is not None and len(find_skyrmions(first.m, grid)) < expected:
                     state.charge, state.warm = None, m_start
                     raise ConfigurationLost
-                break
+                return first
             except ConfigurationLost:
                 if biased and 2 * boost <= MAX_START_BIAS_SCALE:
                     boost *= 2
@@ -596,6 +612,22 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
                                   for s in stages]
                     continue
                 raise ValueError(_lost_start_message(biased, boost, bias_strength)) from None
+
+    try:
+        first = first_relaxation()
+        if isinstance(bias, str) and biased and _start_correlation(first, target_t) < MIN_START_CORRELATION:
+            # the image-shaped bias held the domains where they are but not their size (their walls
+            # ran out or in): start again under a bias along the estimated domains, background included
+            fixed_bias, beta = _bias(bias, estimate, grid, start, bias_strength, domain_bias_shape)
+            state.charge, state.warm, boost = start_charge, m_start, 1.0
+            parameters = hold(m_start if m0 is not None else None)
+            stages = schedule(biased, beta is not None, final_unbiased, max_iter)
+            unheld = first
+            try:
+                first = first_relaxation()
+            except ValueError:  # not even held there: refused for what the first start showed
+                _check_start_pattern(unheld, target_t)
+                raise
         _check_start_pattern(first, target_t)
         if m0 is None and pins:
             parameters = hold(first.m)
