@@ -144,8 +144,8 @@ _DECLARED = (
     Option("init", "estimate", help="start of the reconstruction: a texture estimated from the image, uniform, or the U-Net's "
                                        "prediction (the hybrid, for the weak side)",
            kind=str, choices=RECONSTRUCTION_STARTS),
-    Option("reconstruct_fit", None, help="material parameters (and the height) fitted jointly with the texture; "
-                                         "default none: the material is known", kind=str,
+    Option("reconstruct_fit", None, help="material parameters (and the height, the image's gain) fitted jointly with "
+                                         "the texture; default none: the material is known", kind=str,
            choices=RECONSTRUCTION_FITTABLE, cli="fit", many=True),
     Option("noise", None, "", "noise level of the images, in their units (A/m, Hz or deg); default: estimated from "
                               "each image", minimum=0.0),

@@ -7,7 +7,7 @@ timings) lives in a ``fit_state.FitState``.
 
 The parameters (``parameter_set.ParameterSet``) may include the material (``Ms, A, Ku, D``:
 scalars, or per-cell maps for gradient methods), the plane distance (``height``), an image
-``offset``, the skyrmion ``centers`` where a ``pinning.SkyrmionPinning`` holds them, and a z
+``offset`` and ``gain`` (``S = gain * S0 + offset``), the skyrmion ``centers`` where a ``pinning.SkyrmionPinning`` holds them, and a z
 ``bias`` map in units of the start's anisotropy field (gradient methods).
 
 The misfit is ``L = mean((S(m*(p), p) - target)^2) / mean(target^2)`` (plus the bias map's
@@ -35,6 +35,8 @@ from ..forward.measurement import height_derivative, simulate_image
 from .parameter_set import ParameterSet
 
 MATERIAL_PARAMETERS = ("Ms", "A", "Ku", "D")
+IMAGE_PARAMETERS = ("offset", "gain")
+"""The image's own additive constant and multiplicative scale: ``S = gain * S0 + offset``."""
 
 
 class FitCancelled(Exception):
@@ -81,7 +83,7 @@ class Objective:
     target : tensor (ny, nx), or (nh, ny, nx) with a sequence of ``nh`` measurements
     parameters : ParameterSet
         Optimized and fixed values; the fixed ones must include every one of ``Ms, A, Ku, D``
-        that is not optimized, ``height`` and ``offset``.
+        that is not optimized, ``height`` and ``offset`` (``gain``, if absent, is 1).
     settings : EquilibriumSettings
         How to relax; ``tol`` is replaced per call by ``evaluate``'s ``relax_tol``.
     pinning : SkyrmionPinning, optional
@@ -165,12 +167,16 @@ class Objective:
 
     def image(self, m: torch.Tensor, values: dict) -> torch.Tensor:
         """Simulated image ``(ny, nx)`` (a stack: ``(nh, ny, nx)``) of ``m`` at ``values`` (the height if
-        fitted, the offset)."""
+        fitted): ``gain * S(m) + offset``."""
         if self.stacked:
-            return torch.stack([simulate_image(measurement, m, self.grid, values["Ms"]) for measurement
-                                in self.measurement]) + values["offset"]
-        distance = values["height"] if "height" in self.parameters else None
-        return simulate_image(self.measurement, m, self.grid, values["Ms"], distance) + values["offset"]
+            image = torch.stack([simulate_image(measurement, m, self.grid, values["Ms"]) for measurement
+                                 in self.measurement])
+        else:
+            distance = values["height"] if "height" in self.parameters else None
+            image = simulate_image(self.measurement, m, self.grid, values["Ms"], distance)
+        if "gain" in values:
+            image = values["gain"] * image
+        return image + values["offset"]
 
     def penalty(self, values: dict):
         """``w_size mean(beta^2) + w_smooth mean(|grad beta|^2)`` (cell differences) of a bias map."""
@@ -230,8 +236,9 @@ class Objective:
         Material columns (``Ms, A, Ku, D`` scalars): the equilibrium's tangent response
         ``Hess dm = -P d_eps grad_m E`` (one batched CG solve to ``cg_tol``, started from
         ``guess``), then the image's directional derivative along ``(dm, e_j)``. The height
-        column: the image's derivative along the height alone (``measurement.height_derivative``,
-        or autograd through the kernel). The offset: a constant column. The centres: the images
+        column: the image's derivative along the height alone (``measurement.height_derivative``
+        times the gain, or autograd through the kernel). The offset and the gain: the image's
+        derivative along them (a constant column, the gain-free image). The centres: the images
         of the held skyrmions translated (``SkyrmionPinning.translation_images``). Returns
         ``(J, dm)`` with ``dm`` ``(n_material, nz, ny, nx, 3)`` (None without material columns),
         the response to natural steps, usable as the next call's ``guess``.
@@ -243,7 +250,7 @@ class Objective:
                 raise ValueError(f"a Jacobian needs scalar parameters; {p.name} is a map (use a gradient optimizer)")
         base = {k: v.detach() for k, v in params.values(evaluation.theta).items()}
         m, scale = evaluation.m, evaluation.bias_scale
-        material = [name for name in params.names if name in MATERIAL_PARAMETERS or name == "offset"]
+        material = [name for name in params.names if name in MATERIAL_PARAMETERS + IMAGE_PARAMETERS]
         columns = {}
         tangent = None
 
@@ -281,7 +288,9 @@ class Objective:
         if "height" in params:
             h = base["height"]
             dS = height_derivative(self.measurement, m, grid, base["Ms"], float(h))
-            if dS is None:
+            if dS is not None:
+                dS = base.get("gain", 1.0) * dS
+            else:
                 _, dS = torch.autograd.functional.jvp(lambda d: self.image(m, dict(base, height=d)), h,
                                                       torch.ones_like(h))
             columns["height"] = (h * dS).reshape(-1, 1)
@@ -290,7 +299,7 @@ class Objective:
             with torch.no_grad():
                 moved = pinning.translation_images(m, lambda dm: simulate_image(self.measurement, dm, grid,
                                                                                 base["Ms"], base.get("height")))
-            columns["centers"] = params["centers"].scale * moved.reshape(moved.shape[0], -1).T
+            columns["centers"] = base.get("gain", 1.0) * params["centers"].scale * moved.reshape(moved.shape[0], -1).T
         settings.stats.adjoint_time += time.perf_counter() - started
         J = torch.cat([columns[name] for name in params.names], dim=1)
         J = J * self.scale.expand_as(self.target).reshape(-1, 1) if self.stacked else J / self.norm
