@@ -46,3 +46,31 @@ def test_gain_and_offset_recovered_within_their_uncertainty(case):
     assert not without.converged and "poor fit" in without.message
     assert without.misfit > 50 * result.misfit
     assert np.sqrt(np.mean(without.residual ** 2)) > 10 * sigma
+
+
+@pytest.mark.parametrize("tip", [mm.PointMonopoleTip(charge=1e-9), mm.PointDipoleTip(moment=1e-16)])
+def test_jacobian_of_height_gain_and_offset_matches_finite_differences(case, tip):
+    """The gain's column, and the height's (analytic for a monopole tip, by autograd for a
+    dipole) at a gain of 1.3, against central differences of the image."""
+    import torch
+
+    from napari_mmrecon.backend.inverse.objective import Objective
+    from napari_mmrecon.backend.inverse.parameter_set import Parameter, ParameterSet
+    from napari_mmrecon.backend.solvers.equilibrium import EquilibriumSettings
+
+    m, target, _, _ = case
+    measurement = mm.MFMMeasurement(lift_height=6e-9, tip=tip)
+    t = GRID.tensor
+    params = ParameterSet([Parameter("height", t(7e-9)), Parameter("gain", t(1.3)),
+                           Parameter("offset", t(5.0), "linear", 10.0)],
+                          {name: t(getattr(TRUE, name)) for name in ("Ms", "A", "Ku", "D")})
+    objective = Objective(GRID, measurement, t(target), params, EquilibriumSettings())
+    evaluation = objective.evaluate(params.zeros(t(target)), t(m), 0.0, 1e-10)
+    J = objective.jacobian(evaluation)[0] * objective.norm
+    base = params.values(evaluation.theta)
+    for j, name in enumerate(params.names):
+        def image(eps):
+            values = dict(base, **{name: params[name].natural(base[name], torch.tensor(eps, dtype=torch.float64))})
+            return objective.image(t(m), values).reshape(-1)
+        fd = (image(1e-5) - image(-1e-5)) / 2e-5
+        assert float((J[:, j] - fd).norm() / fd.norm()) < 1e-6, name
