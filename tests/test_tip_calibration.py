@@ -154,3 +154,44 @@ def test_transfer_function_reproduces_the_tip_on_another_texture():
     assert kernel.shape == (64, 64) and np.unravel_index(np.abs(kernel).argmax(), kernel.shape) == (32, 32)
     np.testing.assert_allclose(np.fft.fft2(np.fft.ifftshift(kernel)), transfer.fourier, atol=1e-9 * np.abs(
         transfer.fourier).max())
+
+
+def test_cli_calibrate_tip_round_trip(tmp_path, capsys):
+    """mmrecon simulate makes a reference (a known tip 3 nm above the nominal lift), calibrate-tip
+    recovers the tip, and --tip FILE reproduces the reference image at the nominal lift."""
+    from napari_mmrecon import cli
+
+    ref = tmp_path / "ref"
+    assert cli.main(["simulate", "--texture", "skyrmion", "--n", "32", "--cell", "2e-9", "--radius", "12e-9",
+                     "--heights", "13e-9", "--outputs", "frequency_shift", "--tip-moment", "3e-16", "-o", str(ref),
+                     "--quiet"]) == 0
+    image_file, ovf = ref / "mfm_df_top_13nm.tif", ref / "m.ovf"
+    tip = tmp_path / "tip.json"
+    command = ["calibrate-tip", str(image_file), "--magnetization", str(ovf), "--lift", "10e-9", "--model",
+               "dipole", "-o", str(tip)]
+    assert cli.main(command + ["--quiet"]) == 0
+    assert "dipole moment 3e-16" in capsys.readouterr().out
+    calibration = load_tip_calibration(tip)
+    assert calibration.dipole.moment == pytest.approx(3e-16, rel=1e-6)
+    assert calibration.height_offset == pytest.approx(3e-9, rel=1e-5)
+    # never over an existing file without --overwrite, never over an input
+    assert cli.main(command) == 2 and "exists already" in capsys.readouterr().err
+    assert cli.main(command[:-1] + [str(ovf), "--overwrite"]) == 2
+    assert "ending in .json" in capsys.readouterr().err
+    # the calibrated tip in the simulator: the reference image back at the nominal lift height
+    again = tmp_path / "again"
+    assert cli.main(["simulate", str(ovf), "--heights", "10e-9", "--outputs", "frequency_shift", "--tip", str(tip),
+                     "-o", str(again), "--quiet"]) == 0
+    reference, simulated = mm.read_tiff(image_file)[0], mm.read_tiff(again / "mfm_df_top_10nm.tif")[0]
+    np.testing.assert_allclose(simulated, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+    # and in the fit and the reconstruction: the measurement is the calibrated one at the nominal lift
+    for command in ("fit", "reconstruct"):
+        args = cli.build_parser().parse_args([command, str(again / "mfm_df_top_10nm.tif"), "--tip", str(tip)])
+        measurement = cli._fit_measurement(args, mm.read_tiff(again / "mfm_df_top_10nm.tif")[2],
+                                           cli._tip_calibration(args))
+        assert measurement == calibration.measurement(10e-9)
+    assert cli.main(["fit", str(image_file), "--measurement", "stray", "--tip", str(tip)]) == 2
+    assert "calibrated MFM tip" in capsys.readouterr().err
+    (tmp_path / "tip.txt").write_text("")
+    assert cli.main(["fit", str(image_file), "--tip", str(tmp_path / "tip.txt")]) == 2
+    assert "neither a tip model" in capsys.readouterr().err
