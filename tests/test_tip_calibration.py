@@ -157,18 +157,19 @@ def test_transfer_function_reproduces_the_tip_on_another_texture():
 
 
 def test_cli_calibrate_tip_round_trip(tmp_path, capsys):
-    """mmrecon simulate makes a reference (a known tip 3 nm above the nominal lift), calibrate-tip
+    """A reference (a known tip 3 nm above the nominal lift) written as TIFF and OVF: calibrate-tip
     recovers the tip, and --tip FILE reproduces the reference image at the nominal lift."""
     from napari_mmrecon import cli
 
-    ref = tmp_path / "ref"
-    assert cli.main(["simulate", "--texture", "skyrmion", "--n", "32", "--cell", "2e-9", "--radius", "12e-9",
-                     "--heights", "13e-9", "--outputs", "frequency_shift", "--tip-moment", "3e-16", "-o", str(ref),
-                     "--quiet"]) == 0
-    image_file, ovf = ref / "mfm_df_top_13nm.tif", ref / "m.ovf"
+    grid = mm.Grid(nx=32, ny=32, nz=1, dx=2e-9, dy=2e-9, dz=1e-9)
+    m = mm.textures.skyrmion(grid, radius=12e-9)
+    truth = mm.MFMMeasurement(lift_height=LIFT + OFFSET, tip=mm.PointDipoleTip(3e-16))
+    image_file, ovf = tmp_path / "reference.tif", tmp_path / "m.ovf"
+    mm.write_tiff(image_file, truth.simulate(m, grid, MS), (grid.dy, grid.dx))
+    mm.write_ovf(ovf, m, grid)
     tip = tmp_path / "tip.json"
-    command = ["calibrate-tip", str(image_file), "--magnetization", str(ovf), "--lift", "10e-9", "--model",
-               "dipole", "-o", str(tip)]
+    command = ["calibrate-tip", str(image_file), "--magnetization", str(ovf), "--Ms", str(MS), "--lift", "10e-9",
+               "--model", "dipole", "-o", str(tip)]
     assert cli.main(command + ["--quiet"]) == 0
     assert "dipole moment 3e-16" in capsys.readouterr().out
     calibration = load_tip_calibration(tip)
@@ -180,8 +181,8 @@ def test_cli_calibrate_tip_round_trip(tmp_path, capsys):
     assert "ending in .json" in capsys.readouterr().err
     # the calibrated tip in the simulator: the reference image back at the nominal lift height
     again = tmp_path / "again"
-    assert cli.main(["simulate", str(ovf), "--heights", "10e-9", "--outputs", "frequency_shift", "--tip", str(tip),
-                     "-o", str(again), "--quiet"]) == 0
+    assert cli.main(["simulate", str(ovf), "--Ms", str(MS), "--heights", "10e-9", "--outputs", "frequency_shift",
+                     "--tip", str(tip), "-o", str(again), "--quiet"]) == 0
     reference, simulated = mm.read_tiff(image_file)[0], mm.read_tiff(again / "mfm_df_top_10nm.tif")[0]
     np.testing.assert_allclose(simulated, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
     # and in the fit and the reconstruction: the measurement is the calibrated one at the nominal lift
@@ -190,7 +191,7 @@ def test_cli_calibrate_tip_round_trip(tmp_path, capsys):
         measurement = cli._fit_measurement(args, mm.read_tiff(again / "mfm_df_top_10nm.tif")[2],
                                            cli._tip_calibration(args))
         assert measurement == calibration.measurement(10e-9)
-    assert cli.main(["fit", str(image_file), "--measurement", "stray", "--tip", str(tip)]) == 2
+    assert cli.main(["fit", str(again / "mfm_df_top_10nm.tif"), "--measurement", "stray", "--tip", str(tip)]) == 2
     assert "calibrated MFM tip" in capsys.readouterr().err
     (tmp_path / "tip.txt").write_text("")
     assert cli.main(["fit", str(image_file), "--tip", str(tmp_path / "tip.txt")]) == 2

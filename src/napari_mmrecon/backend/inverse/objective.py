@@ -238,7 +238,8 @@ class Objective:
         ``guess``), then the image's directional derivative along ``(dm, e_j)``. The height
         column: the image's derivative along the height alone (``measurement.height_derivative``
         times the gain, or autograd through the kernel). The offset and the gain: the image's
-        derivative along them (a constant column, the gain-free image). The centres: the images
+        derivative along them (a constant column, the gain-free image; no tangent solve when
+        they are all that is fitted). The centres: the images
         of the held skyrmions translated (``SkyrmionPinning.translation_images``). Returns
         ``(J, dm)`` with ``dm`` ``(n_material, nz, ny, nx, 3)`` (None without material columns),
         the response to natural steps, usable as the next call's ``guess``.
@@ -269,20 +270,23 @@ class Objective:
             return self.image(m_, values_of(eps))
 
         if material:
-            model = build_model(grid, self.physics(base, scale), settings, self.pinning_at(base))
-            hessian = TangentHessian(model, m)
             eps0 = torch.zeros(len(material), dtype=grid.dtype, device=grid.device)
             directions = torch.eye(len(material), dtype=grid.dtype, device=grid.device)
-            b = torch.stack([torch.autograd.functional.jvp(energy_grad, eps0, e)[1] for e in directions])
-            rhs = -hessian.project(b) / (MU0 * grid.cell_volume)
-            cancel = settings.cancel if hasattr(settings.cancel, "is_set") else None
-            if guess is not None and guess.shape != rhs.shape:
-                guess = None
-            tangent, info = conjugate_gradient(hessian, rhs, hessian.project, cg_tol or settings.cg_tol,
-                                               cg_max_iter or settings.cg_max_iter, cancel, x0=guess)
-            settings.stats.cg_iterations += info.iterations
-            if is_cancelled(settings.cancel):
-                raise FitCancelled
+            if any(name in MATERIAL_PARAMETERS for name in material):
+                model = build_model(grid, self.physics(base, scale), settings, self.pinning_at(base))
+                hessian = TangentHessian(model, m)
+                b = torch.stack([torch.autograd.functional.jvp(energy_grad, eps0, e)[1] for e in directions])
+                rhs = -hessian.project(b) / (MU0 * grid.cell_volume)
+                cancel = settings.cancel if hasattr(settings.cancel, "is_set") else None
+                if guess is not None and guess.shape != rhs.shape:
+                    guess = None
+                tangent, info = conjugate_gradient(hessian, rhs, hessian.project, cg_tol or settings.cg_tol,
+                                                   cg_max_iter or settings.cg_max_iter, cancel, x0=guess)
+                settings.stats.cg_iterations += info.iterations
+                if is_cancelled(settings.cancel):
+                    raise FitCancelled
+            else:  # the image's offset and gain alone: the equilibrium does not respond
+                tangent = torch.zeros((len(material),) + tuple(m.shape), dtype=m.dtype, device=m.device)
             for j, (name, e) in enumerate(zip(material, directions)):
                 columns[name] = torch.autograd.functional.jvp(image, (m, eps0), (tangent[j], e))[1].reshape(-1, 1)
         if "height" in params:

@@ -52,11 +52,13 @@ from ..runtime.records import SCHEMA_VERSION, check_schema, from_record
 from .parameter_fit import check_target
 
 MODELS = ("dipole", "monopole", "both")
-HEIGHT_RANGE = (0.1, 50.0)
+HEIGHT_RANGE = (0.5, 50.0)
 """The effective height is searched within these factors of the nominal lift height (plus
-``HEIGHT_SPAN`` above it): a real tip's effective dipole sits well above its apex."""
+``HEIGHT_SPAN`` above it; a real tip's effective dipole sits well above its apex), and not below
+one pixel: nearer, the cell-sampled image has spurious minima (a tip at a tenth of a pixel above a
+skyrmion fits it better than one a pixel too high)."""
 HEIGHT_SPAN = 200e-9
-HEIGHT_SCAN = 16
+HEIGHT_SCAN = 12
 """Log-spaced trial heights of the scan that brackets the residual's minimum before Brent's method."""
 HEIGHT_XTOL = 1e-7
 """Brent's tolerance on ``log h`` (relative height)."""
@@ -248,10 +250,10 @@ def _linear_fit(basis: dict, target: torch.Tensor):
     return dict(zip(basis, solution[:-1].tolist())), float(solution[-1]), residual
 
 
-def _best_height(evaluate, lift: float) -> float:
+def _best_height(evaluate, lift: float, pixel: float) -> float:
     """The height minimizing ``evaluate(h)`` (the residual's norm): a log-spaced scan over
-    ``HEIGHT_RANGE`` brackets it, Brent's method finds it on ``log h``."""
-    low, high = lift * HEIGHT_RANGE[0], lift * HEIGHT_RANGE[1] + HEIGHT_SPAN
+    ``HEIGHT_RANGE`` (not below ``pixel``) brackets it, Brent's method finds it on ``log h``."""
+    low, high = max(lift * HEIGHT_RANGE[0], pixel), lift * HEIGHT_RANGE[1] + HEIGHT_SPAN
     trials = np.geomspace(low, high, HEIGHT_SCAN)
     costs = [evaluate(h) for h in trials]
     best = int(np.argmin(costs))
@@ -306,7 +308,7 @@ def calibrate_tip(reference_image, m_reference, grid: Grid, Ms, measurement: MFM
             basis, _ = _unit_images(measurement, model, m, grid, Ms_t, height)
         return _linear_fit(basis, target)
 
-    height = _best_height(lambda h: float(fit_at(h)[2].norm()), lift) if fit_height else lift
+    height = _best_height(lambda h: float(fit_at(h)[2].norm()), lift, max(grid.dx, grid.dy)) if fit_height else lift
     strengths, offset, residual = fit_at(height)
     # Gauss-Newton covariance over the strengths, the offset and the height
     h = torch.tensor(height, dtype=grid.dtype, device=grid.device)
