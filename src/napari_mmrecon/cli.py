@@ -732,7 +732,8 @@ def _fit(args) -> int:
 def _add_fit(sub) -> None:
     from .workflows.fit_output import FILES
 
-    fit = sub.add_parser("fit", help="fit Ms, A, Ku, D (and height, image offset and gain) to a stray-field or MFM image",
+    fit = sub.add_parser("fit", help="fit Ms, A, Ku, D (and height, image offset and gain) to a stray-field or MFM "
+                                     "image",
                          description="Fit material parameters so that the relaxed state reproduces the image. "
                                      "Measurement flags not given come from the TIFF's metadata (as mmrecon "
                                      "simulate writes it), else their defaults. An OVF target is a state whose "

@@ -7,7 +7,8 @@ timings) lives in a ``fit_state.FitState``.
 
 The parameters (``parameter_set.ParameterSet``) may include the material (``Ms, A, Ku, D``:
 scalars, or per-cell maps for gradient methods), the plane distance (``height``), an image
-``offset`` and ``gain`` (``S = gain * S0 + offset``), the skyrmion ``centers`` where a ``pinning.SkyrmionPinning`` holds them, and a z
+``offset`` and ``gain`` (``S = gain * S0 + offset``), the skyrmion ``centers`` where a
+``pinning.SkyrmionPinning`` holds them, and a z
 ``bias`` map in units of the start's anisotropy field (gradient methods).
 
 The misfit is ``L = mean((S(m*(p), p) - target)^2) / mean(target^2)`` (plus the bias map's

@@ -119,8 +119,9 @@ class FitResult:
         Fitted material (unfitted parameters as given).
     values, uncertainty : dict name -> float
         Fitted values and 1-sigma uncertainties in SI units (``height`` in m, ``offset`` in the
-        image's units, ``gain`` dimensionless): the Gauss-Newton uncertainties with the remaining Gauss-Newton step added in
-        quadrature (zero at an optimum, the distance still to go short of one); NaN after a cancel.
+        image's units, ``gain`` dimensionless): the Gauss-Newton uncertainties with the remaining
+        Gauss-Newton step added in quadrature (zero at an optimum, the distance still to go short
+        of one); NaN after a cancel.
     correlation : ndarray (n, n)
         Parameter correlation matrix, in the order of ``names``.
     m : ndarray (nz, ny, nx, 3)
