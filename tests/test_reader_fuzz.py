@@ -1,9 +1,9 @@
-"""Fuzz test of the OVF and TIFF readers over seeded mutations of real and written files.
+"""Fuzz test of the OVF, TIFF and instrument (SPM) readers over seeded mutations of real and written files.
 
 Each mutant (byte flips, truncation, cut or repeated chunks, header value and TIFF tag edits)
 is read in a worker interpreter, ``accepts_*`` first (the reader entry point's peek) and then
 ``read_*``. Every read must end within ``READ_TIMEOUT_S`` and raise nothing but the reader's
-documented error (``OVFError`` / ``TiffError``); a worker that does not answer in time is
+documented error (``OVFError`` / ``TiffError`` / ``InstrumentError``); a worker that does not answer in time is
 killed and the mutant named.
 """
 
@@ -32,6 +32,10 @@ READ_TIMEOUT_S = 15.0
 OVF_DATA = Path(__file__).resolve().parent / "data" / "ovf"
 OVF_FILES = sorted(path for path in OVF_DATA.iterdir() if path.suffix in (".ovf", ".omf", ".oef"))
 
+INSTRUMENT_DATA = Path(__file__).resolve().parent / "data" / "instrument"
+INSTRUMENT_FILES = sorted(path for path in INSTRUMENT_DATA.iterdir() if path.suffix.lower() not in (".py", ".md"))
+"""Every instrument file there, whatever its format (the folder holds only test files and their notes)."""
+
 NASTY_VALUES = [b"", b"0", b"-1", b"1_0", b"nan", b"inf", b"-inf", b"1e999", b"1e-320", b"2147483648",
                 b"99999999999999999999", b"3.5", b"abc", b"{", b"} {", b"\xff\xfe", b"1e5 2e5"]
 """Replacement header values and data words (the byte strings float() and int() trip on)."""
@@ -43,9 +47,11 @@ import json, sys, time
 import napari_mmrecon.backend.physics.grid  # torch, before the timed reads
 import napari_mmrecon.io.tiff as tiff
 from napari_mmrecon.io.ovf import OVFError, accepts_ovf, read_ovf
+from napari_mmrecon.io.instrument import InstrumentError, accepts_instrument, read_instrument
 
 tiff.MAX_IMAGE_BYTES = 64 * 2**20  # no mutant may make this worker allocate gigabytes
-READERS = {"ovf": (accepts_ovf, read_ovf, OVFError), "tiff": (tiff.accepts_tiff, tiff.read_tiff, tiff.TiffError)}
+READERS = {"ovf": (accepts_ovf, read_ovf, OVFError), "tiff": (tiff.accepts_tiff, tiff.read_tiff, tiff.TiffError),
+           "instrument": (accepts_instrument, read_instrument, InstrumentError)}
 print("ready", flush=True)
 for line in sys.stdin:
     kind, path = json.loads(line)
@@ -201,12 +207,21 @@ def tiff_mutants(raw: bytes, path: Path, rng: random.Random) -> list[tuple[str, 
     return mutants
 
 
+def instrument_mutants(raw: bytes, rng: random.Random) -> list[tuple[str, bytes]]:
+    """A few mutants per file (the readers' own tests cover truncation and header damage)."""
+    mutants = [("header flip", flip_bytes(raw, rng, 0, min(len(raw), 512))) for _ in range(2)]
+    mutants += [("flip", flip_bytes(raw, rng, 0, len(raw))), ("truncate", truncate(raw, rng)),
+                ("chunk", cut_or_repeat_chunk(raw, rng))]
+    return mutants
+
+
 def all_mutants(folder: Path) -> list[tuple[str, Path, str]]:
     """``(kind, path, description)`` of every mutant, written into ``folder``."""
     rng = random.Random(SEED)
     (folder / "tiff_sources").mkdir()
     sources = [("ovf", path, ovf_mutants(path.read_bytes(), rng)) for path in OVF_FILES]
     sources += [("tiff", path, tiff_mutants(path.read_bytes(), path, rng)) for path in tiff_sources(folder / "tiff_sources")]
+    sources += [("instrument", path, instrument_mutants(path.read_bytes(), rng)) for path in INSTRUMENT_FILES]
     out = []
     for kind, source, mutants in sources:
         for index, (how, raw) in enumerate(mutants):

@@ -31,7 +31,8 @@ def test_manifest_is_valid_and_packaged_copy_is_the_same():
     assert {w.display_name for w in manifest.contributions.widgets} == {"Stray field / MFM simulator",
                                                                        "Physics relaxation / fit",
                                                                        "Texture reconstruction",
-                                                                       "U-Net reconstruction"}
+                                                                       "U-Net reconstruction",
+                                                                       "Measured-image preparation"}
     assert {s.key for s in manifest.contributions.sample_data} == {"skyrmion_lattice", "single_skyrmion"}
     # the installed plugin is the one in this checkout
     installed = PluginManifest.from_distribution(PLUGIN)

@@ -16,10 +16,12 @@ __all__ = [
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
     "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "StrayFieldMeasurement", "add_noise",
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift", "stray_field",
-    "stray_field_projection",
+    "stray_field_projection", "force_gradient_from_frequency_shift", "force_gradient_from_phase",
+    "frequency_shift_from_force_gradient", "phase_from_force_gradient", "PreparedImage", "prepare_image",
     "DEFAULT_TORQUE_TOL", "GAMMA", "MU0", "TERM_NAMES", "EnergyModel", "Grid", "LLGResult", "Material",
     "OVFError", "RelaxInfo", "TiffError", "effective_field", "energy", "llg", "minimize", "read_ovf",
     "read_tiff", "relax", "skyrmion_radius", "textures", "write_ovf", "write_tiff",
+    "Multilayer", "effective_layer", "stack_grid",
 ]
 
 _SOURCES = {

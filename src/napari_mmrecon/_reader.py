@@ -6,6 +6,11 @@
 - other OVF fields (a scalar, or a vector in T): one Image layer per component.
 - ``.tif`` / ``.tiff``: an Image layer in nm if the file declares its pixel size (ImageJ unit or
   resolution unit), with the metadata ``write_tiff`` stored; otherwise in pixels.
+- instrument (SPM) files, ``io.instrument``: Gwyddion ``.gwy``, Asylum ``.ibw``, Nanonis ``.sxm``,
+  NanoScope ``.spm`` / ``.000``, JPK ``.jpk`` and Park Systems ``.tiff`` (taken before the plain
+  TIFF reader, which would show its 8-bit preview): one Image layer per channel, in nm, with the
+  channel's unit, quantity, scan direction, lift height and cantilever in the metadata. What the
+  file does not say (pixel size, lift height, cantilever) is named in a notification.
 
 ``get_reader`` declines (returns None) what these readers are not for, so that napari's own reader
 or another plugin takes it: a ``.ovf`` / ``.omf`` / ``.ohf`` file without the ``# OOMMF`` first
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .io.instrument import accepts_instrument, read_instrument
 from .io.ovf import accepts_ovf, read_ovf
 from .io.tiff import accepts_tiff, read_tiff
 
@@ -42,6 +48,8 @@ def get_reader(path):
     suffix = Path(str(path)).suffix.lower()
     if suffix in OVF_SUFFIXES and accepts_ovf(path):
         return read_ovf_layers
+    if accepts_instrument(path):  # by suffix and first bytes; None of ours for other suffixes
+        return read_instrument_layers
     if suffix in TIFF_SUFFIXES and accepts_tiff(path):
         return read_tiff_layers
     return None
@@ -70,6 +78,11 @@ def read_ovf_layers(path) -> list:
 def read_tiff_layers(path) -> list:
     """Layer data tuple of a TIFF image (see the module docstring)."""
     return _or_notify(_tiff_layers, _single(path))
+
+
+def read_instrument_layers(path) -> list:
+    """Layer data tuples of an instrument file's channels (see the module docstring)."""
+    return _or_notify(_instrument_layers, _single(path))
 
 
 def _ovf_layers(path: Path) -> list:
@@ -108,3 +121,24 @@ def _tiff_layers(path: Path) -> list:
                                    quantity=entry("quantity", str) or "", unit=entry("unit", str) or "",
                                    grid=entry("grid", dict), material=entry("material", dict), source=str(path),
                                    **extra)]
+
+
+def _instrument_layers(path: Path) -> list:
+    from .workflows import layer_data  # imports the backend (torch)
+
+    contents = read_instrument(path)
+    if contents.missing:
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"{path.name} does not say its {', '.join(contents.missing)}: give "
+                     f"{'them' if len(contents.missing) > 1 else 'it'} in the preparation or fit widget")
+    shown = next((c for c in contents.channels if c.quantity in ("phase", "frequency_shift")), contents.channels[0])
+    out = []
+    for channel in contents.channels:
+        data, kwargs, kind = layer_data.image_layer(
+            channel.data, channel.pixel_size, f"{path.stem} {channel.name}", quantity=channel.quantity,
+            unit=channel.unit, source=str(path), instrument=contents.format, channel=channel.name,
+            direction=channel.direction, lift_height=contents.lift_height, cantilever=dict(contents.cantilever),
+            missing=list(contents.missing), channel_metadata=channel.metadata)
+        out.append((data, {**kwargs, "visible": channel is shown}, kind))
+    return out

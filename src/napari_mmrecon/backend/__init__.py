@@ -13,11 +13,16 @@ from .forward.mfm import (
     PointDipoleTip,
     PointMonopoleTip,
     add_noise,
+    force_gradient_from_frequency_shift,
+    force_gradient_from_phase,
+    frequency_shift_from_force_gradient,
     frequency_shift_from_phase,
     mfm_frequency_shift,
+    phase_from_force_gradient,
     phase_from_frequency_shift,
 )
 from .forward.stray import StrayFieldMeasurement, stray_field, stray_field_projection
+from .measured.preparation import PreparedImage, prepare_image
 from .learn.predict import UNetExtrapolationWarning, UNetPrediction, unet_predict
 from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
 from .inverse.reconstruction import ReconstructionProgress, ReconstructionResult, reconstruct_texture
@@ -27,11 +32,14 @@ from .physics import textures
 from .physics.analysis import skyrmion_radius, topological_charge
 from .physics.energy import TERM_NAMES, EnergyModel, effective_field, energy
 from .physics.grid import MU0, Grid, Material
+from .physics.multilayer import Multilayer, effective_layer, stack_grid
 from .solvers.relax import GAMMA, LLGResult, RelaxInfo, llg, minimize, relax
 
 __all__ = [
     "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "add_noise",
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
+    "force_gradient_from_frequency_shift", "force_gradient_from_phase", "frequency_shift_from_force_gradient",
+    "phase_from_force_gradient", "PreparedImage", "prepare_image",
     "StrayFieldMeasurement", "stray_field", "stray_field_projection",
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
     "FitProgress", "FitResult", "fit_parameters",
@@ -39,5 +47,6 @@ __all__ = [
     "TipCalibration", "calibrate_tip", "load_tip_calibration",
     "textures", "skyrmion_radius", "topological_charge",
     "TERM_NAMES", "EnergyModel", "effective_field", "energy", "MU0", "Grid", "Material",
+    "Multilayer", "effective_layer", "stack_grid",
     "GAMMA", "LLGResult", "RelaxInfo", "llg", "minimize", "relax",
 ]

@@ -51,6 +51,13 @@ The magnetization layers of a U-Net prediction (``workflows.unet.unet_layers``) 
 ``UNetResult.to_dict()`` (``method``, ``weights``, ``extrapolated``: one line per quantity outside
 the training ranges, ``notes``, ``measurements``, ``material``, ``seconds``) and ``target``.
 
+Prepared measured images (``workflows.prepare.prepared_metadata``, ``mmrecon prepare`` and the
+"Measured-image preparation" dock) add ``preparation``: ``{"input"`` (the file or layer),
+``"channel"`` (an instrument file's, else ``""``), ``"input_pixel_size"`` ``[dy, dx]`` (m),
+``"input_quantity"``, ``"input_unit"``, ``"steps"`` (the record ``prepare_image`` replays)``}``, and
+``height`` (the lift height, m) and ``cantilever`` (the known values of ``k``, ``f0``, ``Q``) where
+known.
+
 Images with ``nz == 1`` (and their layers) are 2-D ``(ny, nx)``; thicker films give 3-D
 ``(nz, ny, nx)`` layers. ``translate`` puts the centre of pixel 0 at ``(dy/2, dx/2)`` nm, the
 cell centre of the backend's grid.

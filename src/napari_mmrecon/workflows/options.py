@@ -24,6 +24,8 @@ from ..backend.inverse.optimizers import OPTIMIZERS
 from ..backend.inverse.parameter_fit import BIAS_OPTIONS, FITTABLE, PHYSICAL_RANGES
 from ..backend.inverse.reconstruction import DISCREPANCY, INITS, METHODS
 from ..backend.inverse.tip_calibration import MODELS as TIP_MODELS
+from ..backend.measured.imageprep import POLYNOMIAL_ORDERS, ROW_ALIGNMENTS
+from ..backend.measured.preparation import UNITS as CONVERTIBLE
 from .simulate import MAX_CELLS, MFM_QUANTITIES, OUTPUTS, SIDES, TEXTURES
 
 
@@ -82,6 +84,9 @@ RECONSTRUCTION_STARTS = INITS
 """The named starts of a reconstruction offered to users (``reconstruct_texture(init=...)``)."""
 RECONSTRUCTION_FITTABLE = tuple(name for name in FITTABLE if name != "offset")
 """What a reconstruction may fit jointly with the texture (``reconstruct_texture(fit=...)``)."""
+LEVELS = (("plane",) + tuple(f"poly:{n}" for n in POLYNOMIAL_ORDERS)
+          + tuple(f"line:{n}" for n in range(4)))
+"""The levellings of ``mmrecon prepare --level`` (``workflows.prepare.level_step``)."""
 MAX_N = math.isqrt(MAX_CELLS)
 """Largest texture grid side (cells) the simulator accepts in a single layer."""
 
@@ -126,6 +131,24 @@ _DECLARED = (
     Option("Q", 200.0, "", "cantilever quality factor", minimum=1.0, maximum=1e7),
     Option("pixel_size", None, "m", "pixel size of a target TIFF that does not store one", minimum=1e-11,
            maximum=1e-5, **NM),
+    # measured-image preparation (mmrecon prepare)
+    Option("level", None, help="levelling: plane, poly:N (a 2-D polynomial of total degree N) or line:N (a "
+                               "polynomial of degree N fitted to each row)", kind=str,
+           choices=LEVELS),
+    Option("align_rows", None, help="scan-line jumps: shift each row by its median, its trimmed mean or the median "
+                                    "of its differences to the row before", kind=str, choices=ROW_ALIGNMENTS),
+    Option("outliers", None, "", "replace pixels further than this many robust standard deviations from the "
+                                 "median of their 3 x 3 neighbourhood", minimum=1.0, maximum=1e3),
+    Option("scars", None, "", "replace strokes along a row (4 pixels or longer) further than this many robust "
+                              "standard deviations from the rows above and below", minimum=1.0, maximum=1e3),
+    Option("crop", None, "m", "crop to the rectangle y0 x0 height width from the image's corner", minimum=0.0,
+           maximum=1e-2, many=True, **NM),
+    Option("resample", None, "m", "resample onto square pixels of this size", minimum=1e-11, maximum=1e-5, **NM),
+    Option("input_quantity", None, help="what the input image is, where its file does not say", kind=str,
+           choices=tuple(CONVERTIBLE), cli="quantity"),
+    Option("convert", None, help="convert the image to this quantity with the cantilever's k, f0 and Q: phase "
+                                 "(deg), frequency shift (Hz), force gradient (N/m)", kind=str,
+           choices=tuple(CONVERTIBLE)),
     # relaxation
     Option("relax", False, help="relax the state before measuring", kind=bool),
     Option("tol", 1e-4, "", "relaxation tolerance: stop at max |m x H|/Ms below it", minimum=1e-14, maximum=1.0),

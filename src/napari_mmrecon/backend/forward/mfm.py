@@ -282,6 +282,33 @@ def frequency_shift_from_phase(phase_deg, cantilever: Cantilever):
     return _scaled(phase_deg, math.radians(1.0) * c.f0 / (2 * c.Q))
 
 
+def force_gradient_from_phase(phase_deg, cantilever: Cantilever):
+    """Force gradient ``dF_z/dz = -(k / Q) Delta phi`` (N/m) from a phase shift in degrees (``Delta phi``
+    in radians in the formula): positive (attractive) where the phase shift is negative."""
+    c = _check_cantilever(cantilever)
+    return _scaled(phase_deg, -math.radians(1.0) * c.k / c.Q)
+
+
+def phase_from_force_gradient(force_gradient, cantilever: Cantilever):
+    """Phase shift (degrees) ``Delta phi = -(Q / k) dF_z/dz`` (radians, converted) from a force
+    gradient in N/m."""
+    c = _check_cantilever(cantilever)
+    return _scaled(force_gradient, -math.degrees(c.Q / c.k))
+
+
+def force_gradient_from_frequency_shift(df, cantilever: Cantilever):
+    """Force gradient ``dF_z/dz = -(2k / f0) Delta f`` (N/m) from a frequency shift in Hz."""
+    c = _check_cantilever(cantilever)
+    return _scaled(df, -2 * c.k / c.f0)
+
+
+def frequency_shift_from_force_gradient(force_gradient, cantilever: Cantilever):
+    """Frequency shift (Hz) ``Delta f = -(f0 / 2k) dF_z/dz`` from a force gradient in N/m
+    (``Cantilever.frequency_shift``, for numbers, arrays and tensors alike)."""
+    c = _check_cantilever(cantilever)
+    return _scaled(force_gradient, -c.f0 / (2 * c.k))
+
+
 @dataclass
 class MFMMeasurement:
     """An MFM image: frequency or phase shift of a tip on one side of the film.

@@ -7,7 +7,7 @@ Function-first, numpy in and out: every image is a 2-D float array ``(ny, nx)``;
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 
 
 def _check_image(image, name: str = "image") -> np.ndarray:
@@ -20,7 +20,7 @@ def _check_image(image, name: str = "image") -> np.ndarray:
 
 
 def plane_level(image, mask=None) -> np.ndarray:
-    """Subtract the least-squares plane ``a + b x + c y``.
+    """Subtract the least-squares plane ``a + b x + c y``: ``polynomial_level(image, 1, mask)``.
 
     Parameters
     ----------
@@ -32,15 +32,46 @@ def plane_level(image, mask=None) -> np.ndarray:
     -------
     (ny, nx) float array.
     """
+    return polynomial_level(image, 1, mask)
+
+
+POLYNOMIAL_ORDERS = (1, 2, 3, 4, 5)
+"""Total degrees ``polynomial_level`` fits."""
+
+
+def polynomial_level(image, order: int, mask=None) -> np.ndarray:
+    """Subtract the least-squares 2-D polynomial ``sum c_ij x^i y^j`` of total degree ``i + j <= order``.
+
+    Parameters
+    ----------
+    image : (ny, nx) array
+    order : int
+        Total degree, 1 (a plane) to 5.
+    mask : (ny, nx) bool array, optional
+        Pixels used for the fit (e.g. background only); default all. The polynomial is subtracted
+        everywhere.
+
+    Returns
+    -------
+    (ny, nx) float array: the image minus the fitted polynomial (pixel coordinates are mapped onto
+    [-1, 1] for the fit, which changes nothing but its conditioning).
+    """
     arr = _check_image(image)
-    ny, nx = arr.shape
-    y, x = np.mgrid[0:ny, 0:nx].astype(float)
+    if isinstance(order, bool) or order not in POLYNOMIAL_ORDERS:
+        raise ValueError(f"order must be an integer 1 to 5 (the polynomial's total degree), got {order!r}")
     use = np.ones(arr.shape, bool) if mask is None else np.asarray(mask, bool)
     if use.shape != arr.shape:
         raise ValueError(f"mask has shape {use.shape}; expected the image shape {arr.shape}")
-    design = np.stack([np.ones(use.sum()), x[use], y[use]], axis=1)
-    coeff, *_ = np.linalg.lstsq(design, arr[use], rcond=None)
-    return arr - (coeff[0] + coeff[1] * x + coeff[2] * y)
+    powers = [(total - j, j) for total in range(order + 1) for j in range(total + 1)]  # (i, j) of x^i y^j
+    if use.sum() < len(powers):
+        raise ValueError(f"a polynomial of degree {order} needs at least {len(powers)} pixels to fit, the mask "
+                         f"leaves {int(use.sum())}")
+    y, x = (np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1) for n in arr.shape)
+    x_powers = np.stack([x**i for i in range(order + 1)])  # (order + 1, nx)
+    y_powers = np.stack([y**j for j in range(order + 1)])  # (order + 1, ny)
+    terms = np.stack([y_powers[j][:, None] * x_powers[i][None, :] for i, j in powers])  # (nterms, ny, nx)
+    coeff, *_ = np.linalg.lstsq(terms[:, use].T, arr[use], rcond=None)
+    return arr - np.tensordot(coeff, terms, axes=1)
 
 
 def line_level(image, order: int = 0, axis: int = 1) -> np.ndarray:
@@ -59,6 +90,137 @@ def line_level(image, order: int = 0, axis: int = 1) -> np.ndarray:
     fitted = np.polynomial.polynomial.polyval(t, coeff)  # (nlines, n)
     out = lines - fitted
     return out if axis == 1 else out.T
+
+
+ROW_ALIGNMENTS = ("median", "trimmed_mean", "median_difference")
+"""Methods of ``align_rows``."""
+
+
+def align_rows(image, method: str = "median", trim: float = 0.25) -> np.ndarray:
+    """Remove scan-line jumps: shift every row (a scan line along x) by one constant, as Gwyddion's
+    "Align rows".
+
+    Parameters
+    ----------
+    image : (ny, nx) array
+    method : {"median", "trimmed_mean", "median_difference"}
+        How each row's shift is estimated: the row's median; its mean after discarding the fraction
+        ``trim`` of its lowest and of its highest values; or the median of the differences between
+        the row and the row before, accumulated from the first row (for rows whose content differs,
+        e.g. a row through a skyrmion and one beside it, where a row's own median would not be its
+        background).
+    trim : float
+        For ``"trimmed_mean"``: fraction cut from each end, 0 (the mean) to below 0.5.
+
+    Returns
+    -------
+    (ny, nx) float array: each row minus its shift; the shifts are taken relative to their mean, so
+    that the image's mean level stays (Gwyddion does the same).
+    """
+    arr = _check_image(image)
+    if method not in ROW_ALIGNMENTS:
+        raise ValueError(f"method must be one of {', '.join(ROW_ALIGNMENTS)}, got {method!r}")
+    if method == "median":
+        shifts = np.median(arr, axis=1)
+    elif method == "trimmed_mean":
+        if isinstance(trim, bool) or not (isinstance(trim, (int, float)) and 0 <= trim < 0.5):
+            raise ValueError(f"trim must be a fraction from 0 to below 0.5, got {trim!r}")
+        shifts = stats.trim_mean(arr, trim, axis=1)
+    else:
+        shifts = np.concatenate([[0.0], np.cumsum(np.median(np.diff(arr, axis=0), axis=1))])
+    return arr - (shifts - shifts.mean())[:, None]
+
+
+OUTLIER_SIZE = 3
+"""Side (pixels) of the window of the local median ``remove_outliers`` compares with."""
+MAD_SIGMA = 1.4826
+"""Standard deviations of a normal distribution per median absolute deviation."""
+
+
+def remove_outliers(image, threshold: float = 5.0, size: int = OUTLIER_SIZE, return_mask: bool = False):
+    """Replace glitches and spikes by the median of their neighbourhood.
+
+    A pixel is an outlier when its deviation ``r`` from the median of the ``size x size`` window
+    around it lies more than ``threshold`` robust standard deviations from the median deviation:
+    ``|r - median(r)| > threshold * 1.4826 * MAD(r)`` (MAD: the median absolute deviation over the
+    image, 1.4826 MAD the standard deviation of normal noise).
+
+    Parameters
+    ----------
+    image : (ny, nx) array
+    threshold : float
+        In robust standard deviations, > 0.
+    size : int
+        Odd window side in pixels, >= 3.
+    return_mask : bool
+        Also return the (ny, nx) bool mask of the replaced pixels.
+
+    Returns
+    -------
+    (ny, nx) float array (a new array), and the mask with ``return_mask``.
+    """
+    arr = _check_image(image)
+    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and np.isfinite(threshold)
+                                           and threshold > 0):
+        raise ValueError(f"threshold must be a positive number of robust standard deviations, got {threshold!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 3 or size % 2 == 0:
+        raise ValueError(f"size must be an odd number of pixels >= 3, got {size!r}")
+    local = ndimage.median_filter(arr, size=int(size), mode="reflect")
+    deviation = arr - local
+    spread = np.abs(deviation - np.median(deviation))
+    mask = spread > threshold * MAD_SIGMA * np.median(spread)
+    out = np.where(mask, local, arr)
+    return (out, mask) if return_mask else out
+
+
+SCAR_LENGTH = 4
+"""Shortest scar ``remove_scars`` replaces (pixels along a row); shorter ones are left to ``remove_outliers``."""
+
+
+def remove_scars(image, threshold: float = 5.0, min_length: int = SCAR_LENGTH, return_mask: bool = False):
+    """Replace scars: strokes one scan line (row) thick where the tip jumped, by the mean of the rows
+    above and below (Gwyddion's "Remove scars", for scars one row thick).
+
+    A pixel is a scar pixel when it lies above both its neighbours in the rows before and after (or
+    below both) by more than ``threshold`` robust standard deviations of the row-to-row differences
+    (1.4826 times their median absolute deviation), in a run of at least ``min_length`` such pixels
+    along its row. The first and the last row are never scars.
+
+    Parameters
+    ----------
+    image : (ny, nx) array
+    threshold : float
+        In robust standard deviations of the row-to-row differences, > 0.
+    min_length : int
+        Shortest scar in pixels, >= 1.
+    return_mask : bool
+        Also return the (ny, nx) bool mask of the replaced pixels.
+
+    Returns
+    -------
+    (ny, nx) float array (a new array), and the mask with ``return_mask``.
+    """
+    arr = _check_image(image)
+    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and np.isfinite(threshold)
+                                           and threshold > 0):
+        raise ValueError(f"threshold must be a positive number of robust standard deviations, got {threshold!r}")
+    if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 1:
+        raise ValueError(f"min_length must be a whole number of pixels >= 1, got {min_length!r}")
+    if arr.shape[0] < 3:
+        return (arr.copy(), np.zeros(arr.shape, bool)) if return_mask else arr.copy()
+    differences = np.diff(arr, axis=0)
+    limit = threshold * MAD_SIGMA * np.median(np.abs(differences - np.median(differences)))
+    above, below = arr[1:-1] - arr[:-2], arr[1:-1] - arr[2:]
+    candidate = np.zeros(arr.shape, bool)
+    candidate[1:-1] = ((above > limit) & (below > limit)) | ((above < -limit) & (below < -limit))
+    runs, count = ndimage.label(candidate, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    lengths = np.bincount(runs.ravel(), minlength=count + 1)
+    mask = candidate & (lengths[runs] >= min_length)
+    out = arr.copy()
+    between = np.zeros(arr.shape)
+    between[1:-1] = (arr[:-2] + arr[2:]) / 2
+    out[mask] = between[mask]
+    return (out, mask) if return_mask else out
 
 
 def remove_background(image, pixel_size, length: float) -> np.ndarray:

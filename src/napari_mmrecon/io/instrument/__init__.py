@@ -31,9 +31,8 @@ FORMAT_MODULES = {".gwy": "gwy", ".ibw": "ibw", ".sxm": "sxm", ".spm": "nanoscop
 """File suffix (lower case) -> format module of this package. NanoScope's numbered files
 (``.000``, ``.001``, ...) go to ``nanoscope`` as well (:func:`format_module`)."""
 
-INSTRUMENT_SUFFIXES = tuple(FORMAT_MODULES) + (".000", ".001", ".002", ".003", ".004", ".005", ".006", ".007",
-                                               ".008", ".009")
-"""The suffixes an instrument file may have (for the npe2 manifest's patterns)."""
+INSTRUMENT_SUFFIXES = tuple(FORMAT_MODULES) + (".000",)
+"""The suffixes of instrument files (NanoScope numbers its files ``.000`` to ``.999``)."""
 
 MAX_CHANNEL_PIXELS = 2**26
 """Largest channel a reader loads (64 Mi pixels); a larger declared size is a damaged header."""
