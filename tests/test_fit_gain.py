@@ -74,3 +74,14 @@ def test_jacobian_of_height_gain_and_offset_matches_finite_differences(case, tip
             return objective.image(t(m), values).reshape(-1)
         fd = (image(1e-5) - image(-1e-5)) / 2e-5
         assert float((J[:, j] - fd).norm() / fd.norm()) < 1e-6, name
+
+
+def test_gain_on_the_command_line():
+    from napari_mmrecon.cli import build_parser
+    from napari_mmrecon.workflows.options import check
+
+    args = build_parser().parse_args(["fit", "x.tif", "--fit", "A", "gain", "offset"])
+    assert args.fit == ["A", "gain", "offset"] and check("fit", args.fit) == ("A", "gain", "offset")
+    assert check("reconstruct_fit", ["Ku", "gain"]) == ("Ku", "gain")
+    with pytest.raises(ValueError, match="offset"):
+        check("reconstruct_fit", ["offset"])
