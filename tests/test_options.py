@@ -102,7 +102,8 @@ def test_material_ranges_and_units_are_the_fits():
         for option in (OPTIONS[name],) if name != "height" else (OPTIONS["height"], OPTIONS["heights"]):
             assert (option.minimum, option.maximum, option.unit) == (low, high, unit), name
     units = parameter_units(mm.StrayFieldMeasurement(height=5e-9))
-    assert units == {"Ms": "A/m", "A": "J/m", "Ku": "J/m^3", "D": "J/m^2", "height": "m", "offset": "A/m"}
+    assert units == {"Ms": "A/m", "A": "J/m", "Ku": "J/m^3", "D": "J/m^2", "height": "m", "offset": "A/m",
+                     "gain": ""}
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))

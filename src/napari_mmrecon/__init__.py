@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FieldSeriesResult", "FitProgress", "FitResult", "fit_field_series", "fit_parameters", "topological_charge",
     "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
+    "TipCalibration", "calibrate_tip", "load_tip_calibration",
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
     "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "StrayFieldMeasurement", "add_noise",
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift", "stray_field",

@@ -2,8 +2,8 @@
 
 Every subcommand is a pair: ``_add_<name>(subparsers)`` declares its arguments (the options' flags,
 help, defaults and units come from ``workflows.options``) and ``_<name>(args) -> exit code`` runs it
-(``demo``, ``simulate``, ``relax``, ``fit``, ``reconstruct``, ``prepare``, ``dataset``, ``train``) in the same
-order: read the inputs and build the objects the flags describe (their constructors check
+(``demo``, ``simulate``, ``relax``, ``fit``, ``reconstruct``, ``prepare``, ``calibrate-tip``, ``dataset``,
+``train``) in the same order: read the inputs and build the objects the flags describe (their constructors check
 themselves), check every option against its declared range, check every file it will write
 (``_check_outputs``: never an input, an existing file only with ``--overwrite``), then compute under
 a progress bar (``jobs`` generators) and write. Units on the command line are SI (m, A/m, J/m,
@@ -173,14 +173,53 @@ def _material(known: dict, args=None):
     return Material(**{**defaults(MATERIAL_NAMES), **scalars, **given})
 
 
-def _probe(args):
+def _probe(args, calibration=None):
+    """The probe of the flags; with a calibrated tip (``--tip FILE``) its tip, cantilever and
+    height offset instead of the tip and cantilever flags."""
     from .backend import Cantilever, PointDipoleTip, PointMonopoleTip
     from .workflows.simulate import SIDES, Probe
 
-    tip = PointDipoleTip(moment=args.tip_moment) if args.tip == "dipole" else PointMonopoleTip(charge=args.tip_charge)
     sides = SIDES if args.side == "both" else (args.side,)
+    if calibration is not None:
+        return Probe(heights=tuple(args.heights), sides=sides, outputs=tuple(args.outputs), tip=calibration.tip,
+                     cantilever=calibration.cantilever, tip_height_offset=calibration.height_offset)
+    tip = PointDipoleTip(moment=args.tip_moment) if args.tip == "dipole" else PointMonopoleTip(charge=args.tip_charge)
     return Probe(heights=tuple(args.heights), sides=sides, outputs=tuple(args.outputs), tip=tip,
                  cantilever=Cantilever(k=args.k, f0=args.f0, Q=args.Q))
+
+
+TIP_FILE_HELP = ("; or the JSON file of a calibrated tip (mmrecon calibrate-tip), whose tip, cantilever and effective "
+                 "height offset are used")
+
+
+def _allow_tip_file(parser) -> None:
+    """Let ``--tip`` take a calibrated tip's JSON file besides the tip models (``_tip_calibration``)."""
+    action = next(action for action in parser._actions if "--tip" in action.option_strings)
+    action.choices, action.metavar = None, "{" + ",".join(OPTIONS["tip"].choices) + "} or FILE.json"
+    action.help += TIP_FILE_HELP
+
+
+def _tip_calibration(args):
+    """The ``TipCalibration`` of ``--tip FILE.json`` (``args.tip`` then None: no model flag), or
+    None for a tip model; ``ValueError`` naming the file or the clash."""
+    value = args.tip
+    if value is None or value in OPTIONS["tip"].choices:
+        return None
+    from .backend import load_tip_calibration
+
+    if Path(value).suffix.lower() != ".json":
+        raise ValueError(f"--tip {value!r} is neither a tip model ({', '.join(OPTIONS['tip'].choices)}) nor a "
+                         "calibrated tip's .json file")
+    calibration = load_tip_calibration(value)
+    if calibration.model == "both":
+        raise ValueError(f"{value}: a calibration of both a dipole and a monopole; the MFM model takes one point tip: "
+                         "calibrate with --model dipole or monopole")
+    clash = [flag for flag, name in (("--tip-moment", "tip_moment"), ("--tip-charge", "tip_charge"))
+             if name in args and getattr(args, name) is not None and OPTIONS[name].default != getattr(args, name)]
+    if clash:
+        raise ValueError(f"{clash[0]} and --tip {value} both give the tip: give one")
+    args.tip = None
+    return calibration
 
 
 def _image_files(probe) -> list[str]:
@@ -448,7 +487,7 @@ def _simulate(args) -> int:
 
     grid, m, known, name = _state(args)
     material = _material(known, args)
-    probe = _probe(args)
+    probe = _probe(args, _tip_calibration(args))
     _check_options(args)
     out = Path(args.out)
     ovf = "m_relaxed.ovf" if args.relax else "m.ovf"
@@ -474,6 +513,7 @@ def _add_simulate(sub) -> None:
     _add_state_arguments(sim)
     add_arguments(sim, MATERIAL_NAMES + ("field",), from_input=MATERIAL_NAMES)
     add_arguments(sim, ("relax", "tol") + PROBE)
+    _allow_tip_file(sim)
     sim.add_argument("-o", "--out", default="mmrecon-output/simulate", help=OUT_HELP.format("mmrecon-output/simulate"))
     add_arguments(sim, RUN)
     sim.set_defaults(func=_simulate)
@@ -610,12 +650,13 @@ def _given(args, name: str, known=None):
     return value if value is not None else known if known is not None else OPTIONS[name].default
 
 
-def _fit_measurement(args, meta: dict):
+def _fit_measurement(args, meta: dict, calibration=None):
     """The measurement from the flags; each one not given is taken from the target's metadata
     (``fit.measurement_from_metadata``: height and side always, component, tip, cantilever
     and MFM quantity if it describes the same kind; an MFM quantity alone, as an instrument file
     without lift height gives it, makes the measurement MFM of that quantity), else the declared
-    default."""
+    default. A calibrated tip (``--tip FILE``) gives the tip, the cantilever and quantity (where no
+    flag does) and adds its height offset to the nominal lift height."""
     from .backend import Cantilever, MFMMeasurement, PointDipoleTip, PointMonopoleTip, StrayFieldMeasurement
     from .backend.forward.measurement import plane_distance
     from .workflows.fit import measurement_from_metadata
@@ -628,7 +669,16 @@ def _fit_measurement(args, meta: dict):
     if side == "both":
         raise ValueError("side = 'both' is for mmrecon simulate: a target is measured on one side, top or bottom")
     mfm_quantity = meta.get("quantity") if meta.get("quantity") in ("frequency_shift", "phase") else None
-    kind = _given(args, "measurement", "mfm" if isinstance(known, MFMMeasurement) or mfm_quantity else None)
+    kind = _given(args, "measurement",
+                  "mfm" if isinstance(known, MFMMeasurement) or calibration or mfm_quantity else None)
+    if kind == "stray" and calibration is not None:
+        raise ValueError("--tip FILE is a calibrated MFM tip, but the target is a stray-field image (--measurement "
+                         "stray, or its metadata): give --measurement mfm")
+    if calibration is not None:
+        cantilever = Cantilever(**{key: _given(args, key, getattr(calibration.cantilever, key)) for key in
+                                   ("k", "f0", "Q")})
+        return calibration.measurement(height, side, cantilever,
+                                       _given(args, "quantity", mfm_quantity or calibration.quantity))
     if kind == "stray":
         same = known if isinstance(known, StrayFieldMeasurement) else None
         return StrayFieldMeasurement(height=height, side=side, component=_given(args, "component",
@@ -692,7 +742,7 @@ def _fit(args) -> int:
     applied = fields[0] if fields is not None else args.field
     target = _read_target(args.target, args.pixel_size, channel=args.channel)
     grid = _fit_grid(args, target)
-    measurement = _fit_measurement(args, target.meta)
+    measurement = _fit_measurement(args, target.meta, _tip_calibration(args))
     start = _material({}, args)
     options = FitOptions(fit=tuple(args.fit), bias=args.bias, bias_strength=args.bias_strength,
                          optimizer=args.optimizer, max_iter=args.max_iter, relax_tol=args.relax_tol,
@@ -778,7 +828,8 @@ def _fit_series(args) -> int:
 def _add_fit(sub) -> None:
     from .workflows.fit_output import FILES
 
-    fit = sub.add_parser("fit", help="fit Ms, A, Ku, D (and height, offset) to a stray-field or MFM image",
+    fit = sub.add_parser("fit", help="fit Ms, A, Ku, D (and height, image offset and gain) to a stray-field or MFM "
+                                     "image",
                          description="Fit material parameters so that the relaxed state reproduces the image. "
                                      "Measurement flags not given come from the TIFF's metadata (as mmrecon "
                                      "simulate writes it), else their defaults. An OVF target is a state whose "
@@ -791,6 +842,7 @@ def _add_fit(sub) -> None:
                           "one material")
     fit.add_argument("--channel", help=CHANNEL_HELP)
     add_arguments(fit, FIT_MEASUREMENT, from_input=FIT_MEASUREMENT[1:])
+    _allow_tip_file(fit)
     add_arguments(fit, MATERIAL_NAMES + ("field",))
     fit.add_argument(OPTIONS["fields"].flag, dest="fields", type=_comma_numbers, metavar="H1,H2,...",
                      help=help_text(OPTIONS["fields"]))
@@ -807,9 +859,11 @@ def _add_fit(sub) -> None:
 def _stack_measurements(args, targets: list[_Target], paths: list[str]) -> list:
     """One measurement per target: from the flags and the file's metadata for one target
     (``_fit_measurement``), from each file's metadata alone for several (a measurement flag is
-    then refused: it would describe them all alike)."""
+    then refused: it would describe them all alike; a calibrated tip, ``--tip FILE``, is the
+    tip of every MFM image)."""
+    calibration = _tip_calibration(args)
     if len(targets) == 1:
-        return [_fit_measurement(args, targets[0].meta)]
+        return [_fit_measurement(args, targets[0].meta, calibration)]
     given = [OPTIONS[name].flag for name in MEASUREMENT_FLAGS if getattr(args, name) is not None]
     if given:
         raise ValueError(f"{given[0]} describes one target: with several targets each file's metadata gives its "
@@ -817,7 +871,7 @@ def _stack_measurements(args, targets: list[_Target], paths: list[str]) -> list:
     measurements = []
     for target, path in zip(targets, paths):
         try:
-            measurements.append(_fit_measurement(args, target.meta))
+            measurements.append(_fit_measurement(args, target.meta, calibration))
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
     return measurements
@@ -906,6 +960,7 @@ def _add_reconstruct(sub) -> None:
                                                                   "each with its measurement in its metadata")
     rec.add_argument("--channel", help=CHANNEL_HELP)
     add_arguments(rec, FIT_MEASUREMENT, from_input=FIT_MEASUREMENT[1:])
+    _allow_tip_file(rec)
     add_arguments(rec, MATERIAL_NAMES + ("field",), from_input=MATERIAL_NAMES)
     add_arguments(rec, RECONSTRUCT)
     rec.add_argument("--m0", help="OVF file with the starting magnetization (instead of --init)")
@@ -1008,6 +1063,101 @@ def _add_prepare(sub) -> None:
     prep.add_argument("-o", "--out", required=True, help="the prepared image: a TIFF file")
     add_arguments(prep, ("overwrite",))
     prep.set_defaults(func=_prepare)
+
+
+# ----------------------------------------------------------------------------- calibrate-tip
+
+
+def _reference_measurement(args, meta: dict):
+    """The reference MFM measurement: ``--lift``, ``--side``, ``--quantity``, ``--k/--f0/--Q`` if
+    given, else the TIFF's metadata (an MFM image as mmrecon simulate writes it), else the defaults
+    (no default lift height: it must be known)."""
+    from .backend import Cantilever, MFMMeasurement
+    from .workflows.fit import measurement_from_metadata
+
+    known = measurement_from_metadata(meta)
+    same = known if isinstance(known, MFMMeasurement) else None
+    lift = _given(args, "lift", same.lift_height if same else None)
+    if lift is None:
+        raise ValueError("give --lift (m): the reference image does not say at which lift height it was measured")
+    side = _given(args, "side", same.side if same else None)
+    if side == "both":
+        raise ValueError("side = 'both' is for mmrecon simulate: a reference is measured on one side, top or bottom")
+    cantilever = Cantilever(**{key: _given(args, key, getattr(same.cantilever, key) if same else None)
+                               for key in ("k", "f0", "Q")})
+    return MFMMeasurement(lift_height=lift, side=side, cantilever=cantilever,
+                          quantity=_given(args, "quantity", same.quantity if same else None))
+
+
+def _calibrate_tip(args) -> int:
+    """Fit an effective point tip (and its height offset) to an MFM image of a known magnetization;
+    write the calibration as JSON."""
+    from .backend import calibrate_tip
+    from .io import read_ovf
+    from .workflows.layer_data import magnetization_from_field
+    from .workflows.simulate import film_material
+
+    target = _read_target(args.reference, args.pixel_size, states=False)
+    field, grid, header = read_ovf(args.magnetization, return_header=True)
+    try:
+        m, known = magnetization_from_field(field, header)
+    except ValueError as exc:
+        raise ValueError(f"{args.magnetization}: {exc}") from None
+    material = _material(known)
+    material = film_material(m, material if args.Ms is None else material.replace(Ms=args.Ms))
+    measurement = _reference_measurement(args, target.meta)
+    _check_options(args)
+    if target.shape != (grid.ny, grid.nx) or not np.allclose(target.pixel, (grid.dy, grid.dx), rtol=1e-6, atol=0):
+        raise ValueError(f"{args.reference} has {target.shape[1]} x {target.shape[0]} pixels of "
+                         f"{target.pixel[1] * 1e9:g} x {target.pixel[0] * 1e9:g} nm but {args.magnetization} has "
+                         f"{grid.nx} x {grid.ny} cells of {grid.dx * 1e9:g} x {grid.dy * 1e9:g} nm: the reference "
+                         "image and its magnetization must be on one grid")
+    out = Path(args.out)
+    if out.suffix.lower() != ".json":
+        raise ValueError(f"-o {out}: calibrate-tip writes one JSON file, give a name ending in .json")
+    replaced = _check_outputs([out], [args.reference, args.magnetization], args.overwrite)
+    _set_threads(args)
+    calibration = calibrate_tip(target.image, m, grid.with_(device=args.device), material.Ms, measurement,
+                                model=args.calibration_model, fit_height=not args.fixed_height)
+    with _writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        calibration.save(out)
+    sigma = calibration.uncertainty
+    parts = []
+    if calibration.dipole is not None:
+        parts.append(f"dipole moment {calibration.dipole.moment:.4g} +- {sigma['moment']:.2g} A m^2 along "
+                     f"{tuple(round(c, 3) for c in calibration.dipole.direction)}")
+    if calibration.monopole is not None:
+        parts.append(f"monopole charge {calibration.monopole.charge:.4g} +- {sigma['charge']:.2g} A m")
+    height = (f"height offset {calibration.height_offset * 1e9:+.3f} +- {sigma['height_offset'] * 1e9:.2g} nm"
+              if "height_offset" in sigma else "height offset 0 (not fitted)")
+    print(f"tip calibration from {args.reference} ({calibration.model}): {'; '.join(parts)}; {height}; residual RMS "
+          f"{calibration.residual_rms:.3g} {measurement.units} (image RMS {np.sqrt(np.mean(target.image ** 2)):.3g})")
+    print(f"wrote {out.resolve()}{' (replaced, --overwrite)' if replaced else ''}; use it with --tip {out} in "
+          "mmrecon simulate, fit and reconstruct")
+    return 0
+
+
+def _add_calibrate_tip(sub) -> None:
+    cal = sub.add_parser("calibrate-tip", help="fit an effective MFM tip (moment or charge, height offset) to a "
+                                               "reference image of a known magnetization; write it as JSON",
+                         description="Fit an effective point tip (dipole moment and/or monopole charge) and its "
+                                     "effective height offset to an MFM image of a reference sample whose "
+                                     "magnetization is known (an OVF file on the image's grid). Measurement flags "
+                                     "not given come from the TIFF's metadata, else their defaults. Writes the "
+                                     "calibration to the JSON file -o; give it to mmrecon simulate, fit and "
+                                     "reconstruct as --tip FILE. SI units.")
+    cal.add_argument("reference", help="the reference MFM image: a TIFF with its pixel size")
+    cal.add_argument("--magnetization", required=True, help="OVF file of the reference sample's known "
+                                                            "magnetization, on the image's grid")
+    add_arguments(cal, ("pixel_size", "lift", "side", "quantity", "k", "f0", "Q"),
+                  from_input=("lift", "side", "quantity", "k", "f0", "Q"))
+    add_arguments(cal, ("Ms",), from_input=("Ms",))
+    add_arguments(cal, ("calibration_model", "fixed_height"))
+    cal.add_argument("-o", "--out", "--output", dest="out", default="mmrecon-output/tip.json",
+                     help="output JSON file (default mmrecon-output/tip.json)")
+    add_arguments(cal, RUN)
+    cal.set_defaults(func=_calibrate_tip)
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -1147,8 +1297,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mmrecon", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_simulate, _add_relax, _add_fit, _add_reconstruct, _add_prepare, _add_dataset,
-                _add_train):
+    for add in (_add_demo, _add_simulate, _add_relax, _add_fit, _add_reconstruct, _add_prepare, _add_calibrate_tip,
+                _add_dataset, _add_train):
         add(sub)
     return parser
 

@@ -28,6 +28,7 @@ from .inverse.field_series import FieldSeriesResult, fit_field_series
 from .inverse.parameter_fit import FitProgress, FitResult, fit_parameters
 from .inverse.reconstruction import ReconstructionProgress, ReconstructionResult, reconstruct_texture
 from .inverse.texture_metrics import TextureMetrics, texture_metrics
+from .inverse.tip_calibration import TipCalibration, calibrate_tip, load_tip_calibration
 from .physics import textures
 from .physics.analysis import skyrmion_radius, topological_charge
 from .physics.energy import TERM_NAMES, EnergyModel, effective_field, energy
@@ -44,6 +45,7 @@ __all__ = [
     "UNetExtrapolationWarning", "UNetPrediction", "unet_predict",
     "FieldSeriesResult", "FitProgress", "FitResult", "fit_field_series", "fit_parameters",
     "ReconstructionProgress", "ReconstructionResult", "reconstruct_texture", "TextureMetrics", "texture_metrics",
+    "TipCalibration", "calibrate_tip", "load_tip_calibration",
     "textures", "skyrmion_radius", "topological_charge",
     "TERM_NAMES", "EnergyModel", "effective_field", "energy", "MU0", "Grid", "Material",
     "Multilayer", "effective_layer", "stack_grid",

@@ -36,7 +36,7 @@ COMPONENT_QUANTITIES = {"x": "Hx", "y": "Hy", "z": "Hz"}
 class FitOptions:
     """How to fit (the arguments of ``backend.fit_parameters`` besides the data).
 
-    ``fit``: names among ``FITTABLE`` (Ms, A, Ku, D, height, offset); ``bias``: one of
+    ``fit``: names among ``FITTABLE`` (Ms, A, Ku, D, height, offset, gain); ``bias``: one of
     ``BIAS_OPTIONS``; ``bias_strength`` in units of the anisotropy field ``2 Ku / (mu0 Ms)``;
     ``optimizer``: one of ``OPTIMIZERS``; ``max_iter`` outer iterations per stage;
     ``relax_tol`` the torque tolerance ``max |m x H| / Ms`` of every relaxation;
@@ -112,14 +112,15 @@ def measurement_metadata(measurement) -> dict:
 
 
 def parameter_units(measurement) -> dict:
-    """SI unit of every fittable parameter (``offset`` in the image's units)."""
-    return {**{name: OPTIONS[name].unit for name in MATERIAL_PARAMETERS + ("height",)}, "offset": measurement.units}
+    """SI unit of every fittable parameter (``offset`` in the image's units, ``gain`` dimensionless)."""
+    return {**{name: OPTIONS[name].unit for name in MATERIAL_PARAMETERS + ("height",)}, "offset": measurement.units,
+            "gain": ""}
 
 
 def start_values(names, init: Material, measurement) -> dict:
-    """Starting value (SI) of each of ``names``: from ``init``, the measurement's height, offset 0."""
+    """Starting value (SI) of each of ``names``: from ``init``, the measurement's height, offset 0, gain 1."""
     values = {key: float(np.asarray(getattr(init, key))) for key in MATERIAL_PARAMETERS}
-    values.update(height=plane_distance(measurement), offset=0.0)
+    values.update(height=plane_distance(measurement), offset=0.0, gain=1.0)
     return {name: values[name] for name in names}
 
 

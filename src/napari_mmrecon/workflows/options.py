@@ -23,6 +23,7 @@ from ..backend.physics.grid import MU0
 from ..backend.inverse.optimizers import OPTIMIZERS
 from ..backend.inverse.parameter_fit import BIAS_OPTIONS, FITTABLE, PHYSICAL_RANGES
 from ..backend.inverse.reconstruction import DISCREPANCY, INITS, METHODS
+from ..backend.inverse.tip_calibration import MODELS as TIP_MODELS
 from ..backend.measured.imageprep import POLYNOMIAL_ORDERS, ROW_ALIGNMENTS
 from ..backend.measured.preparation import UNITS as CONVERTIBLE
 from .simulate import MAX_CELLS, MFM_QUANTITIES, OUTPUTS, SIDES, TEXTURES
@@ -164,14 +165,20 @@ _DECLARED = (
     Option("max_iter", 100, help="outer iterations per stage of the fit", kind=int, minimum=1, maximum=100_000),
     Option("relax_tol", 1e-8, "", "relaxation tolerance: the fit's relaxations stop at max |m x H|/Ms below it",
            minimum=1e-14, maximum=1.0),
+    # tip calibration
+    _physical("height", "lift", None, "nominal lift height of the reference MFM image", **NM),
+    Option("calibration_model", "dipole", help="effective tip fitted to the reference: point dipole, point monopole "
+                                               "or both", kind=str, choices=TIP_MODELS, cli="model"),
+    Option("fixed_height", False, help="keep the nominal lift height (do not fit the tip's effective height offset)",
+           kind=bool),
     # texture reconstruction
     Option("method", "bias", help="reconstruction method: bias field, energy penalty or Fourier inversion", kind=str,
            choices=METHODS),
     Option("init", "estimate", help="start of the reconstruction: a texture estimated from the image, uniform, or the U-Net's "
                                        "prediction (the hybrid, for the weak side)",
            kind=str, choices=RECONSTRUCTION_STARTS),
-    Option("reconstruct_fit", None, help="material parameters (and the height) fitted jointly with the texture; "
-                                         "default none: the material is known", kind=str,
+    Option("reconstruct_fit", None, help="material parameters (and the height, the image's gain) fitted jointly with "
+                                         "the texture; default none: the material is known", kind=str,
            choices=RECONSTRUCTION_FITTABLE, cli="fit", many=True),
     Option("noise", None, "", "noise level of the images, in their units (A/m, Hz or deg); default: estimated from "
                               "each image", minimum=0.0),

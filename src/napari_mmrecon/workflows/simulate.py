@@ -83,7 +83,9 @@ def film_material(m: np.ndarray, material: Material) -> Material:
 class Probe:
     """What to measure: ``outputs`` (from ``OUTPUTS``) at each height (m, > 0) on each side.
 
-    ``tip`` and ``cantilever`` are used by the MFM outputs only.
+    ``tip`` and ``cantilever`` are used by the MFM outputs only; the tip sits ``tip_height_offset``
+    (m) above each nominal height (a calibrated tip's effective height offset,
+    ``TipCalibration.height_offset``; the images keep their nominal heights).
     """
 
     heights: tuple
@@ -91,6 +93,7 @@ class Probe:
     outputs: tuple = ("Hz",)
     tip: PointDipoleTip | PointMonopoleTip = field(default_factory=PointDipoleTip)
     cantilever: Cantilever = field(default_factory=Cantilever)
+    tip_height_offset: float = 0.0
 
     def __post_init__(self):
         heights = tuple(float(h) for h in np.atleast_1d(np.asarray(self.heights, dtype=float)))
@@ -105,6 +108,9 @@ class Probe:
             raise ValueError(f"tip must be a PointDipoleTip or a PointMonopoleTip, got {self.tip!r}")
         if not isinstance(self.cantilever, Cantilever):
             raise ValueError(f"cantilever must be a Cantilever, got {self.cantilever!r}")
+        if not (math.isfinite(self.tip_height_offset) and min(heights) + self.tip_height_offset > 0):
+            raise ValueError(f"the tip height offset {self.tip_height_offset!r} m puts the tip at or below the film "
+                             f"at the height {min(heights):g} m")
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,8 @@ def simulate(m, grid: Grid, material: Material, probe: Probe, relaxation: Relaxa
             stage += 1
         if measure_mfm:
             yield Progress(int(1000 * stage / stages), 1000, f"MFM, {side} side")
-            df = backend.mfm_frequency_shift(m, grid, material.Ms, list(probe.heights), side=side,
+            lifts = [height + probe.tip_height_offset for height in probe.heights]
+            df = backend.mfm_frequency_shift(m, grid, material.Ms, lifts, side=side,
                                              tip=probe.tip, cantilever=probe.cantilever)  # (nh, ny, nx) Hz
             for height, plane in zip(probe.heights, df):
                 if "frequency_shift" in probe.outputs:

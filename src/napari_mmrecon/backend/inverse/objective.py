@@ -7,7 +7,8 @@ timings) lives in a ``fit_state.FitState``.
 
 The parameters (``parameter_set.ParameterSet``) may include the material (``Ms, A, Ku, D``:
 scalars, or per-cell maps for gradient methods), the plane distance (``height``), an image
-``offset``, the skyrmion ``centers`` where a ``pinning.SkyrmionPinning`` holds them, and a z
+``offset`` and ``gain`` (``S = gain * S0 + offset``), the skyrmion ``centers`` where a
+``pinning.SkyrmionPinning`` holds them, and a z
 ``bias`` map in units of the start's anisotropy field (gradient methods).
 
 The misfit is ``L = mean((S(m*(p), p) - target)^2) / mean(target^2)`` (plus the bias map's
@@ -35,6 +36,8 @@ from ..forward.measurement import height_derivative, simulate_image
 from .parameter_set import ParameterSet
 
 MATERIAL_PARAMETERS = ("Ms", "A", "Ku", "D")
+IMAGE_PARAMETERS = ("offset", "gain")
+"""The image's own additive constant and multiplicative scale: ``S = gain * S0 + offset``."""
 
 
 class FitCancelled(Exception):
@@ -81,7 +84,7 @@ class Objective:
     target : tensor (ny, nx), or (nh, ny, nx) with a sequence of ``nh`` measurements
     parameters : ParameterSet
         Optimized and fixed values; the fixed ones must include every one of ``Ms, A, Ku, D``
-        that is not optimized, ``height`` and ``offset``.
+        that is not optimized, ``height`` and ``offset`` (``gain``, if absent, is 1).
     settings : EquilibriumSettings
         How to relax; ``tol`` is replaced per call by ``evaluate``'s ``relax_tol``.
     pinning : SkyrmionPinning, optional
@@ -165,12 +168,16 @@ class Objective:
 
     def image(self, m: torch.Tensor, values: dict) -> torch.Tensor:
         """Simulated image ``(ny, nx)`` (a stack: ``(nh, ny, nx)``) of ``m`` at ``values`` (the height if
-        fitted, the offset)."""
+        fitted): ``gain * S(m) + offset``."""
         if self.stacked:
-            return torch.stack([simulate_image(measurement, m, self.grid, values["Ms"]) for measurement
-                                in self.measurement]) + values["offset"]
-        distance = values["height"] if "height" in self.parameters else None
-        return simulate_image(self.measurement, m, self.grid, values["Ms"], distance) + values["offset"]
+            image = torch.stack([simulate_image(measurement, m, self.grid, values["Ms"]) for measurement
+                                 in self.measurement])
+        else:
+            distance = values["height"] if "height" in self.parameters else None
+            image = simulate_image(self.measurement, m, self.grid, values["Ms"], distance)
+        if "gain" in values:
+            image = values["gain"] * image
+        return image + values["offset"]
 
     def penalty(self, values: dict):
         """``w_size mean(beta^2) + w_smooth mean(|grad beta|^2)`` (cell differences) of a bias map."""
@@ -230,8 +237,10 @@ class Objective:
         Material columns (``Ms, A, Ku, D`` scalars): the equilibrium's tangent response
         ``Hess dm = -P d_eps grad_m E`` (one batched CG solve to ``cg_tol``, started from
         ``guess``), then the image's directional derivative along ``(dm, e_j)``. The height
-        column: the image's derivative along the height alone (``measurement.height_derivative``,
-        or autograd through the kernel). The offset: a constant column. The centres: the images
+        column: the image's derivative along the height alone (``measurement.height_derivative``
+        times the gain, or autograd through the kernel). The offset and the gain: the image's
+        derivative along them (a constant column, the gain-free image; no tangent solve when
+        they are all that is fitted). The centres: the images
         of the held skyrmions translated (``SkyrmionPinning.translation_images``). Returns
         ``(J, dm)`` with ``dm`` ``(n_material, nz, ny, nx, 3)`` (None without material columns),
         the response to natural steps, usable as the next call's ``guess``.
@@ -243,7 +252,7 @@ class Objective:
                 raise ValueError(f"a Jacobian needs scalar parameters; {p.name} is a map (use a gradient optimizer)")
         base = {k: v.detach() for k, v in params.values(evaluation.theta).items()}
         m, scale = evaluation.m, evaluation.bias_scale
-        material = [name for name in params.names if name in MATERIAL_PARAMETERS or name == "offset"]
+        material = [name for name in params.names if name in MATERIAL_PARAMETERS + IMAGE_PARAMETERS]
         columns = {}
         tangent = None
 
@@ -262,26 +271,31 @@ class Objective:
             return self.image(m_, values_of(eps))
 
         if material:
-            model = build_model(grid, self.physics(base, scale), settings, self.pinning_at(base))
-            hessian = TangentHessian(model, m)
             eps0 = torch.zeros(len(material), dtype=grid.dtype, device=grid.device)
             directions = torch.eye(len(material), dtype=grid.dtype, device=grid.device)
-            b = torch.stack([torch.autograd.functional.jvp(energy_grad, eps0, e)[1] for e in directions])
-            rhs = -hessian.project(b) / (MU0 * grid.cell_volume)
-            cancel = settings.cancel if hasattr(settings.cancel, "is_set") else None
-            if guess is not None and guess.shape != rhs.shape:
-                guess = None
-            tangent, info = conjugate_gradient(hessian, rhs, hessian.project, cg_tol or settings.cg_tol,
-                                               cg_max_iter or settings.cg_max_iter, cancel, x0=guess)
-            settings.stats.cg_iterations += info.iterations
-            if is_cancelled(settings.cancel):
-                raise FitCancelled
+            if any(name in MATERIAL_PARAMETERS for name in material):
+                model = build_model(grid, self.physics(base, scale), settings, self.pinning_at(base))
+                hessian = TangentHessian(model, m)
+                b = torch.stack([torch.autograd.functional.jvp(energy_grad, eps0, e)[1] for e in directions])
+                rhs = -hessian.project(b) / (MU0 * grid.cell_volume)
+                cancel = settings.cancel if hasattr(settings.cancel, "is_set") else None
+                if guess is not None and guess.shape != rhs.shape:
+                    guess = None
+                tangent, info = conjugate_gradient(hessian, rhs, hessian.project, cg_tol or settings.cg_tol,
+                                                   cg_max_iter or settings.cg_max_iter, cancel, x0=guess)
+                settings.stats.cg_iterations += info.iterations
+                if is_cancelled(settings.cancel):
+                    raise FitCancelled
+            else:  # the image's offset and gain alone: the equilibrium does not respond
+                tangent = torch.zeros((len(material),) + tuple(m.shape), dtype=m.dtype, device=m.device)
             for j, (name, e) in enumerate(zip(material, directions)):
                 columns[name] = torch.autograd.functional.jvp(image, (m, eps0), (tangent[j], e))[1].reshape(-1, 1)
         if "height" in params:
             h = base["height"]
             dS = height_derivative(self.measurement, m, grid, base["Ms"], float(h))
-            if dS is None:
+            if dS is not None:
+                dS = base.get("gain", 1.0) * dS
+            else:
                 _, dS = torch.autograd.functional.jvp(lambda d: self.image(m, dict(base, height=d)), h,
                                                       torch.ones_like(h))
             columns["height"] = (h * dS).reshape(-1, 1)
@@ -290,7 +304,7 @@ class Objective:
             with torch.no_grad():
                 moved = pinning.translation_images(m, lambda dm: simulate_image(self.measurement, dm, grid,
                                                                                 base["Ms"], base.get("height")))
-            columns["centers"] = params["centers"].scale * moved.reshape(moved.shape[0], -1).T
+            columns["centers"] = base.get("gain", 1.0) * params["centers"].scale * moved.reshape(moved.shape[0], -1).T
         settings.stats.adjoint_time += time.perf_counter() - started
         J = torch.cat([columns[name] for name in params.names], dim=1)
         J = J * self.scale.expand_as(self.target).reshape(-1, 1) if self.stacked else J / self.norm

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .objective import FitCancelled, Objective, is_cancelled
+from .objective import IMAGE_PARAMETERS, MATERIAL_PARAMETERS, FitCancelled, Objective, is_cancelled
 from .fit_state import FitState
 
 OPTIMIZERS = ("levenberg-marquardt", "lbfgs", "adam")
@@ -126,7 +126,7 @@ def _predicted_start(objective: Objective, state: FitState, step: torch.Tensor) 
     """The first-order prediction of the state after ``step`` from the last tangent responses
     (material parameters only), or the best state where that would rotate a cell too far."""
     params = objective.parameters
-    material = [p for p in params.parameters if p.name in ("Ms", "A", "Ku", "D", "offset")]
+    material = [p for p in params.parameters if p.name in MATERIAL_PARAMETERS + IMAGE_PARAMETERS]
     if state.tangent is None or len(material) != state.tangent.shape[0]:
         return state.warm
     rate = params.rate(state.best.theta)

@@ -1,4 +1,4 @@
-"""Material parameters (Ms, A, Ku, D; optionally the height and an image offset) from one image.
+"""Material parameters (Ms, A, Ku, D; optionally the height, an image offset and gain) from one image.
 
 ``fit_parameters`` minimizes the normalized misfit ``L = mean((S(m*(p), p) - target)^2) / mean(target^2)``
 where ``m*(p)`` is the micromagnetic equilibrium at the trial parameters ``p`` (relaxed from the
@@ -32,6 +32,19 @@ compared with the noise estimated from the image alone (``image_noise``). Uncert
 the Gauss-Newton (Laplace) approximation ``Cov = sigma^2 (J^T J)^-1`` with ``sigma`` estimated from
 the residual and the centres marginalized, and the remaining Gauss-Newton step added in quadrature
 (zero at an optimum), so that they never claim more than is known.
+
+The image's ``gain`` and ``offset`` (``S = gain * S0 + offset``, ``S0`` the measurement's own image)
+stand for what a real instrument does not say: the phase scale of an MFM tip whose moment nobody
+knows (or a sensor's calibration), and the image's zero. Fitting ``gain`` with the material is
+how an effective tip is fitted *jointly with the film* (``forward.tip_calibration`` fits one from
+a reference of known magnetization instead). What the image then identifies: it is linear in
+``gain * Ms`` (and, for MFM, in the tip's moment or charge) for a given texture, so the image's
+amplitude fixes only that product; ``Ms`` alone is identified through the texture's shape, where
+it enters the equilibrium through the demagnetizing energy (``mu0 Ms^2 / 2`` against ``Ku``, ``A``,
+``D``), which is weak for a thin film. Fit ``gain`` with ``A, Ku, D`` and a known ``Ms`` (or with
+``Ms`` and expect a wide, strongly correlated uncertainty: the correlation matrix says so). The
+height changes the image's spectrum (``exp(-k h)``), not only its amplitude, so ``gain`` and
+``height`` are told apart by the image's shape.
 """
 
 from __future__ import annotations
@@ -57,7 +70,7 @@ from ..runtime.records import SCHEMA_VERSION, from_record
 from .parameter_set import Parameter, ParameterSet
 from .pinning import SkyrmionPinning, find_skyrmions
 
-FITTABLE = MATERIAL_PARAMETERS + ("height", "offset")
+FITTABLE = MATERIAL_PARAMETERS + ("height", "offset", "gain")
 PHYSICAL_RANGES = {
     "Ms": (1e3, 1e7, "A/m"),
     "A": (1e-14, 1e-9, "J/m"),
@@ -110,8 +123,9 @@ class FitResult:
         Fitted material (unfitted parameters as given).
     values, uncertainty : dict name -> float
         Fitted values and 1-sigma uncertainties in SI units (``height`` in m, ``offset`` in the
-        image's units): the Gauss-Newton uncertainties with the remaining Gauss-Newton step added in
-        quadrature (zero at an optimum, the distance still to go short of one); NaN after a cancel.
+        image's units, ``gain`` dimensionless): the Gauss-Newton uncertainties with the remaining
+        Gauss-Newton step added in quadrature (zero at an optimum, the distance still to go short
+        of one); NaN after a cancel.
     correlation : ndarray (n, n)
         Parameter correlation matrix, in the order of ``names``.
     m : ndarray (nz, ny, nx, 3)
@@ -175,8 +189,8 @@ class FitResult:
 
     def table(self) -> str:
         """Tab-separated table ``name value uncertainty unit`` (copyable into a spreadsheet)."""
-        units = {name: spec[2] for name, spec in PHYSICAL_RANGES.items()}
-        units["offset"] = self.measurement.units
+        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
+                 "gain": ""}
         lines = ["parameter\tvalue\tuncertainty (1 sigma)\tunit"]
         for name in self.names:
             lines.append(f"{name}\t{self.values[name]:.6g}\t{self.uncertainty[name]:.3g}\t{units[name]}")
@@ -189,7 +203,8 @@ class FitResult:
         ``noise_sigma``, ``centers`` (m), ``loss_history``, ``bias_shift``, how it ended
         (``converged``, ``cancelled``, ``message``, ``iterations``), ``timings``, and the
         ``material`` and ``measurement`` records."""
-        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units}
+        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
+                 "gain": ""}
         return {
             "names": list(self.names), "values": {k: float(v) for k, v in self.values.items()},
             "uncertainty": {k: float(v) for k, v in self.uncertainty.items()},
@@ -435,7 +450,13 @@ def _bias(bias, estimate, grid: Grid, start: dict, strength: float, shape_of=bia
 
 
 def _parameters(start: dict, names: tuple, grid: Grid, offset_scale: float, pinning) -> ParameterSet:
-    """The fitted parameters (log for Ms, A, Ku, D, height; linear offset and centres) and the fixed rest."""
+    """The fitted parameters (log for Ms, A, Ku, D, height, gain; linear offset and centres) and the fixed rest.
+
+    The gain is on the log scale like the material: it is a positive factor whose size is known
+    only roughly, so its natural step is relative (a linear scale would need one guessed in
+    advance), and a sign flip (the wrong side or tip orientation) is a configuration error that
+    the start's correlation test reports rather than something to fit. It stays within a factor
+    ``exp(LOG_RANGE)`` = 10 of 1: give the tip's moment within that factor."""
     tensor = grid.tensor
     specs = [Parameter(name, tensor(start[name]), "linear" if name == "offset" else "log",
                        offset_scale if name == "offset" else 1.0, MAX_RELATIVE_STEP) for name in names]
@@ -475,8 +496,11 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     init : Material
         Starting values (scalars for the fitted parameters); the unfitted ones stay fixed.
     fit : tuple of str
-        Any of ``"Ms", "A", "Ku", "D", "height", "offset"`` (height: the measurement's height or
-        lift height; offset: an additive constant of the image).
+        Any of ``"Ms", "A", "Ku", "D", "height", "offset", "gain"`` (height: the measurement's
+        height or lift height; offset: an additive constant of the image, in its units; gain: a
+        multiplicative scale of the image, starting at 1, e.g. an MFM tip's unknown phase scale).
+        The image identifies ``gain * Ms`` (see the module's description): fit ``gain`` with a
+        known ``Ms``, or expect ``Ms`` and ``gain`` strongly correlated.
     m0 : array (nz, ny, nx, 3), optional
         Starting magnetization in the measured configuration (e.g. a reconstruction); its skyrmion
         number is the one the fit keeps. Default: a texture shaped from the target
@@ -541,6 +565,7 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     start = _scalar_material(init)
     start["height"] = plane_distance(measurement)
     start["offset"] = 0.0
+    start["gain"] = 1.0
     check_physical(start)
     for name in names:
         if name in ("Ms", "A", "Ku", "D", "height") and start[name] == 0:

@@ -23,9 +23,11 @@ each image (estimated from the image alone by ``parameter_fit.image_noise``, or 
 below ``MISFIT_FLOOR`` of the image's RMS (a noise-free synthetic image has no noise to reach).
 The largest weight consistent with the data keeps the bias as small and smooth as the image allows.
 
-Material parameters (and the height) are fitted jointly (``fit=``) by alternating: the texture at
-the start material; the material with that texture held (``fit_parameters``, skyrmions pinned
-where the reconstruction has them, no bias at its end); the texture again at the fitted material.
+Material parameters (and the height, and the image's gain) are fitted jointly (``fit=``) by
+alternating: the texture at the start material; the material with that texture held
+(``fit_parameters``, skyrmions pinned where the reconstruction has them, no bias at its end); the
+texture again at the fitted material, height and gain (the image modelled as ``gain * S``). The
+image's additive offset is not fitted here: the reconstruction's bias map would absorb it.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class ReconstructionResult:
     material : Material
         The material used (fitted where ``fit`` named parameters).
     simulated, residual : ndarray (ny, nx) or (nh, ny, nx)
-        The image(s) of ``m`` and ``simulated - target``.
+        The image(s) of ``m`` (times the fitted gain where ``fit`` named it) and ``simulated - target``.
     loss_history : list of float
         Best loss after each outer iteration (normalized misfit plus penalty).
     message : str
@@ -252,12 +254,15 @@ class _Stop(Exception):
 
 
 def _bias_reconstruction(images, measurements, grid: Grid, values: dict, m_start: torch.Tensor, beta0: torch.Tensor,
-                         goal: float, max_iter: int, settings: EquilibriumSettings, progress, history: list):
-    """L-BFGS over the bias map through the discrepancy stages; returns ``(state, objective, weight,
-    iterations, cancelled, status)`` with the best state in ``state.best``."""
+                         goal: float, max_iter: int, settings: EquilibriumSettings, progress, history: list,
+                         gain: float = 1.0):
+    """L-BFGS over the bias map through the discrepancy stages (the image modelled as ``gain * S``);
+    returns ``(state, objective, weight, iterations, cancelled, status)`` with the best state in
+    ``state.best``."""
     stacked = len(measurements) > 1
     target = grid.tensor(images if stacked else images[0])
-    fixed = {**values, "height": grid.tensor(plane_distance(measurements[0])), "offset": grid.tensor(0.0)}
+    fixed = {**values, "height": grid.tensor(plane_distance(measurements[0])), "offset": grid.tensor(0.0),
+             "gain": grid.tensor(gain)}
     params = ParameterSet([Parameter("bias", beta0, "linear", 1.0, max_step=math.inf)], fixed=fixed)
     state = FitState(warm=m_start, relax_tol=RELAX_TOL, keep_topology=False)
     measurement = measurements if stacked else measurements[0]
@@ -330,8 +335,9 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
     method : "bias", "energy" or "fourier"
         See the module's description.
     fit : tuple of str
-        Parameters fitted jointly with the texture, among ``"Ms", "A", "Ku", "D", "height"``
-        (one image only).
+        Parameters fitted jointly with the texture, among ``"Ms", "A", "Ku", "D", "height",
+        "gain"`` (one image only; ``gain``: the image's unknown scale, e.g. an MFM tip's, see
+        ``fit_parameters`` for what it leaves identifiable).
     bias_strength : float
         The start bias ``bias_strength * H_K * shape`` (``H_K = 2 Ku / (mu0 Ms)``), shape from the image.
     noise : float or sequence, optional
@@ -406,6 +412,7 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
                        outcome.status, {"total": time.perf_counter() - started})
     fit_result = None
     timings = {}
+    gain = 1.0
     if names:
         state, objective, weight, done, cancelled, status = _bias_reconstruction(
             images, measurements, grid, values, m_start, bias_strength * shape, goal, max_iter, settings, progress,
@@ -418,6 +425,7 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
             timings["material fit"] = time.perf_counter() - fit_started
             values = _check_material(fit_result.material, grid)
             measurements = (fit_result.measurement,)
+            gain = fit_result.values.get("gain", 1.0)
             m_start = grid.tensor(fit_result.m)
             cancelled = fit_result.cancelled
         if cancelled:
@@ -425,7 +433,7 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
                                 weight, done, True, status, settings, timings, started, fit_result)
     state, objective, weight, done, cancelled, status = _bias_reconstruction(
         images, measurements, grid, values, m_start, bias_strength * shape, goal, max_iter, settings, progress,
-        history)
+        history, gain)
     return _bias_result(state, objective, material, images, measurements, history, init_name, levels, goal, weight,
                         done, cancelled, status, settings, timings, started, fit_result)
 
@@ -441,17 +449,17 @@ def _bias_result(state, objective, material, images, measurements, history, init
     timings = {**timings, "relax": stats.relax_time, "adjoint": stats.adjoint_time, "relaxations": stats.relaxations,
                "total": time.perf_counter() - started}
     return _finish(objective.grid, best.m, bias, material, images, measurements, values, history, "bias", init_name, levels, goal,
-                   weight, done, cancelled, status, timings, fit_result)
+                   weight, done, cancelled, status, timings, fit_result, float(values.get("gain", 1.0)))
 
 
 def _finish(grid, m, bias, material, images, measurements, values, history, method, init_name, levels, goal, weight, done,
-            cancelled, status, timings, fit_result=None) -> ReconstructionResult:
-    """The result: images simulated afresh from ``m`` (so they are those of the returned texture),
-    the misfit against its goal, and the message."""
+            cancelled, status, timings, fit_result=None, gain: float = 1.0) -> ReconstructionResult:
+    """The result: images simulated afresh from ``m`` (so they are those of the returned texture,
+    times the fitted ``gain``), the misfit against its goal, and the message."""
     grid_images = []
     with torch.no_grad():
         for meas in measurements:
-            grid_images.append(simulate_image(meas, m.detach(), grid, values["Ms"]))
+            grid_images.append(gain * simulate_image(meas, m.detach(), grid, values["Ms"]))
     simulated = torch.stack(grid_images).cpu().numpy()
     residual = simulated - images
     power = (images ** 2).mean(axis=(1, 2))
