@@ -1,8 +1,7 @@
 """``mmrecon fit`` and ``mmrecon reconstruct`` take an instrument file's channel directly.
 
-The file: a Gwyddion ``.gwy`` written by gwyfile's own writer, as Gwyddion stores a scan (top row
-first, the lateral size in m, the phase in deg, no lift height, no cantilever), holding the MFM phase
-of the bundled single skyrmion (64 x 64 cells of 1 nm) at 5 nm lift beside a flat "Height" channel.
+The file: a Gwyddion ``.gwy`` of the bundled single skyrmion's MFM phase at 5 nm lift, written by
+gwyfile's own writer (``instrument_scan``).
 """
 
 import json
@@ -11,29 +10,17 @@ import numpy as np
 import pytest
 
 import napari_mmrecon as mm
-from napari_mmrecon._sample_data import load_state
+from instrument_scan import LIFT, write_skyrmion_scan
 from napari_mmrecon.cli import main
 
-LIFT = 5e-9
 MATERIAL_FLAGS = ["--Ms", "5.8e5", "--A", "1.5e-11", "--Ku", "8e5", "--D", "3e-3"]
 
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
-    """``(path, m_true, grid)``: the .gwy file of the sample's MFM phase."""
-    from gwyfile.objects import GwyContainer, GwyDataField, GwySIUnit
-
-    m, grid, material = load_state("single_skyrmion")
-    phase = np.asarray(mm.MFMMeasurement(lift_height=LIFT, quantity="phase").simulate(m, grid, material.Ms))
-    container = GwyContainer()
-    for number, (title, values, unit) in enumerate((("MFM phase", phase, "deg"),
-                                                   ("Height", np.zeros_like(phase), "m"))):
-        container[f"/{number}/data"] = GwyDataField(np.flipud(values), xreal=grid.nx * grid.dx,
-                                                    yreal=grid.ny * grid.dy, si_unit_xy=GwySIUnit(unitstr="m"),
-                                                    si_unit_z=GwySIUnit(unitstr=unit))
-        container[f"/{number}/data/title"] = title
+    """``(path, m_true, grid)``: the .gwy file of the sample's MFM phase (``instrument_scan``)."""
     path = tmp_path_factory.mktemp("scan") / "skyrmion.gwy"
-    container.tofile(str(path))
+    m, grid, _, _ = write_skyrmion_scan(path)
     return str(path), m, grid
 
 

@@ -147,7 +147,7 @@ def test_bad_input_is_one_line_and_exit_2(targets, tmp_path, capsys):
         assert err.startswith("mmrecon reconstruct: error: ") and err.count("\n") == 1, (arguments, err)
         assert message in err, (arguments, err)
     assert not (tmp_path / "out").exists()
-    for arguments in (["--init", "neural"], ["--fit", "offset"], ["--method", "magic"]):
+    for arguments in (["--init", "neural"], ["--fit", "bias"], ["--method", "magic"]):
         with pytest.raises(SystemExit) as done:
             main(["reconstruct", top, *arguments])
         assert done.value.code == 2 and "invalid choice" in capsys.readouterr().err

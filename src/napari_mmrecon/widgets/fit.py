@@ -97,7 +97,8 @@ class FitWidget(Container):
         self.nz, self.thickness_nm, self.pbc = self.film.widgets
         # starting values and what to fit
         self.material_fields = MaterialFields(OPTIONS["fit"].default,
-                                              (("height", "height"), ("offset", "image offset")))
+                                              (("height", "height"), ("gain", "image gain"),
+                                               ("offset", "image offset")))
         self.values, self.fitted = self.material_fields.values, self.material_fields.fitted
         # how to fit
         self.bias = field_for(OPTIONS["bias"], "bias field")

@@ -37,6 +37,7 @@ from napari.layers import Vectors
 from napari.viewer import Viewer
 
 from ..workflows import layer_data
+from ..workflows.fit import parameter_units
 from ..workflows.options import OPTIONS
 from ..workflows.reconstruct import (
     ReconstructionSnapshot,
@@ -81,7 +82,8 @@ class ReconstructWidget(Container):
         # material
         self.material_from = ComboBox(choices=self._material_choices, label="material from",
                                       tooltip="fill the fields from a layer's material (a fit's result, a sample)")
-        self.material_fields = MaterialFields()
+        self.material_fields = MaterialFields(also=(("height", "height"), ("gain", "image gain"),
+                                                    ("offset", "image offset")))
         self.values, self.fitted = self.material_fields.values, self.material_fields.fitted
         # how to reconstruct
         self.method = field_for(OPTIONS["method"], "method")
@@ -179,9 +181,12 @@ class ReconstructWidget(Container):
 
     def _show_summary(self, result) -> None:
         text = f"{result.message}; {result.iterations} iterations, {result.timings.get('total', math.nan):.1f} s"
+        units = parameter_units(result.measurements[0])
         if result.fit is not None:
             text += "; fitted " + ", ".join(f"{key} = {value:.4g} ± {result.fit.uncertainty[key]:.2g} "
-                                            f"{OPTIONS[key].unit}" for key, value in result.fit.values.items())
+                                            f"{units[key]}" for key, value in result.fit.values.items())
+        elif result.offset:
+            text += f"; image offset {result.offset:.4g} {units['offset']}"
         self.summary.value = text
         self.result = result
         reveal(self.summary)

@@ -82,7 +82,7 @@ def _physical(name: str, option_name: str, default, help: str, **display) -> Opt
 NM = {"display_unit": "nm", "display_scale": 1e9}
 RECONSTRUCTION_STARTS = INITS
 """The named starts of a reconstruction offered to users (``reconstruct_texture(init=...)``)."""
-RECONSTRUCTION_FITTABLE = tuple(name for name in FITTABLE if name != "offset")
+RECONSTRUCTION_FITTABLE = FITTABLE
 """What a reconstruction may fit jointly with the texture (``reconstruct_texture(fit=...)``)."""
 LEVELS = (("plane",) + tuple(f"poly:{n}" for n in POLYNOMIAL_ORDERS)
           + tuple(f"line:{n}" for n in range(4)))
@@ -177,8 +177,8 @@ _DECLARED = (
     Option("init", "estimate", help="start of the reconstruction: a texture estimated from the image, uniform, or the U-Net's "
                                        "prediction (the hybrid, for the weak side)",
            kind=str, choices=RECONSTRUCTION_STARTS),
-    Option("reconstruct_fit", None, help="material parameters (and the height, the image's gain) fitted jointly with "
-                                         "the texture; default none: the material is known", kind=str,
+    Option("reconstruct_fit", None, help="material parameters (and the height, the image's gain and offset) fitted "
+                                         "jointly with the texture; default none: the material is known", kind=str,
            choices=RECONSTRUCTION_FITTABLE, cli="fit", many=True),
     Option("noise", None, "", "noise level of the images, in their units (A/m, Hz or deg); default: estimated from "
                               "each image", minimum=0.0),

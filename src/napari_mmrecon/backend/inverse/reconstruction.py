@@ -128,6 +128,9 @@ class ReconstructionResult:
         Seconds: ``relax``, ``adjoint``, ``material fit``, ``total``, and work counts.
     fit : FitResult or None
         The material fit of a joint reconstruction (values and 1-sigma uncertainties).
+    offset : float
+        The image's additive level in the image's units (fitted where ``fit`` names ``"offset"``,
+        else 0); ``simulated`` includes it.
     """
 
     m: np.ndarray
@@ -149,6 +152,7 @@ class ReconstructionResult:
     iterations: int
     timings: dict = field(default_factory=dict)
     fit: FitResult | None = None
+    offset: float = 0.0
 
     def to_dict(self) -> dict:
         """Record (``records`` schema) without the arrays (``m``, ``bias_field``, ``simulated``,
@@ -160,7 +164,8 @@ class ReconstructionResult:
                 "loss_history": [float(v) for v in self.loss_history],
                 "timings": {k: float(v) for k, v in self.timings.items()}, "material": self.material.to_dict(),
                 "measurements": [meas.to_dict() for meas in self.measurements],
-                "fit": None if self.fit is None else self.fit.to_dict(), "schema": SCHEMA_VERSION}
+                "fit": None if self.fit is None else self.fit.to_dict(), "offset": float(self.offset),
+                "schema": SCHEMA_VERSION}
 
 
 # --------------------------------------------------------------------------- input checks
@@ -255,15 +260,20 @@ class _Stop(Exception):
 
 def _bias_reconstruction(images, measurements, grid: Grid, values: dict, m_start: torch.Tensor, beta0: torch.Tensor,
                          goal: float, max_iter: int, settings: EquilibriumSettings, progress, history: list,
-                         gain: float = 1.0):
-    """L-BFGS over the bias map through the discrepancy stages (the image modelled as ``gain * S``);
+                         gain: float = 1.0, offset: float | None = None):
+    """L-BFGS over the bias map through the discrepancy stages (the image modelled as
+    ``gain * S + offset``; the offset fitted with the bias from the given start, 0 when None);
     returns ``(state, objective, weight, iterations, cancelled, status)`` with the best state in
     ``state.best``."""
     stacked = len(measurements) > 1
     target = grid.tensor(images if stacked else images[0])
-    fixed = {**values, "height": grid.tensor(plane_distance(measurements[0])), "offset": grid.tensor(0.0),
-             "gain": grid.tensor(gain)}
-    params = ParameterSet([Parameter("bias", beta0, "linear", 1.0, max_step=math.inf)], fixed=fixed)
+    fixed = {**values, "height": grid.tensor(plane_distance(measurements[0])), "gain": grid.tensor(gain)}
+    optimized = [Parameter("bias", beta0, "linear", 1.0, max_step=math.inf)]
+    if offset is None:
+        fixed["offset"] = grid.tensor(0.0)
+    else:
+        optimized.append(Parameter("offset", grid.tensor(offset), "linear", float(np.std(images[0])), max_step=math.inf))
+    params = ParameterSet(optimized, fixed=fixed)
     state = FitState(warm=m_start, relax_tol=RELAX_TOL, keep_topology=False)
     measurement = measurements if stacked else measurements[0]
     done, cancelled, status, weight, objective = 0, False, "max_iter", PENALTY_WEIGHTS[0], None
@@ -336,8 +346,10 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
         See the module's description.
     fit : tuple of str
         Parameters fitted jointly with the texture, among ``"Ms", "A", "Ku", "D", "height",
-        "gain"`` (one image only; ``gain``: the image's unknown scale, e.g. an MFM tip's, see
-        ``fit_parameters`` for what it leaves identifiable).
+        "gain", "offset"`` (one image only; ``gain``: the image's unknown scale, e.g. an MFM tip's,
+        see ``fit_parameters`` for what it leaves identifiable; ``offset``: the image's unknown
+        additive level, as a measured image has after levelling: fitted with the bias map, and with
+        the material where that is fitted too).
     bias_strength : float
         The start bias ``bias_strength * H_K * shape`` (``H_K = 2 Ku / (mu0 Ms)``), shape from the image.
     noise : float or sequence, optional
@@ -370,9 +382,10 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
     images, measurements = check_targets(target, grid, measurement, pixel_size)
     values = _check_material(material, grid)
     names = tuple(fit)
-    allowed = tuple(n for n in FITTABLE if n != "offset")
-    if any(n not in allowed for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"fit must name distinct parameters among {allowed}, got {fit!r}")
+    if any(n not in FITTABLE for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"fit must name distinct parameters among {FITTABLE}, got {fit!r}")
+    offset = 0.0 if "offset" in names else None
+    joint = tuple(n for n in names if n != "offset")
     if names and (len(images) > 1 or method != "bias"):
         raise ValueError("a joint fit of the material takes one image and method='bias'")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
@@ -413,10 +426,10 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
     fit_result = None
     timings = {}
     gain = 1.0
-    if names:
+    if joint:
         state, objective, weight, done, cancelled, status = _bias_reconstruction(
             images, measurements, grid, values, m_start, bias_strength * shape, goal, max_iter, settings, progress,
-            history)
+            history, offset=offset)
         if not cancelled and state.best is not None:
             fit_started = time.perf_counter()
             fit_result = fit_parameters(images[0], grid, measurements[0], _material_of(values, material), fit=names,
@@ -426,6 +439,7 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
             values = _check_material(fit_result.material, grid)
             measurements = (fit_result.measurement,)
             gain = fit_result.values.get("gain", 1.0)
+            offset = None if offset is None else fit_result.values["offset"]
             m_start = grid.tensor(fit_result.m)
             cancelled = fit_result.cancelled
         if cancelled:
@@ -433,7 +447,7 @@ def reconstruct_texture(target, grid: Grid, material: Material, measurement, ini
                                 weight, done, True, status, settings, timings, started, fit_result)
     state, objective, weight, done, cancelled, status = _bias_reconstruction(
         images, measurements, grid, values, m_start, bias_strength * shape, goal, max_iter, settings, progress,
-        history, gain)
+        history, gain, offset)
     return _bias_result(state, objective, material, images, measurements, history, init_name, levels, goal, weight,
                         done, cancelled, status, settings, timings, started, fit_result)
 
@@ -449,17 +463,19 @@ def _bias_result(state, objective, material, images, measurements, history, init
     timings = {**timings, "relax": stats.relax_time, "adjoint": stats.adjoint_time, "relaxations": stats.relaxations,
                "total": time.perf_counter() - started}
     return _finish(objective.grid, best.m, bias, material, images, measurements, values, history, "bias", init_name, levels, goal,
-                   weight, done, cancelled, status, timings, fit_result, float(values.get("gain", 1.0)))
+                   weight, done, cancelled, status, timings, fit_result, float(values.get("gain", 1.0)),
+                   float(values["offset"]))
 
 
 def _finish(grid, m, bias, material, images, measurements, values, history, method, init_name, levels, goal, weight, done,
-            cancelled, status, timings, fit_result=None, gain: float = 1.0) -> ReconstructionResult:
+            cancelled, status, timings, fit_result=None, gain: float = 1.0, offset: float = 0.0) -> ReconstructionResult:
     """The result: images simulated afresh from ``m`` (so they are those of the returned texture,
-    times the fitted ``gain``), the misfit against its goal, and the message."""
+    times the fitted ``gain``, plus the fitted ``offset``), the misfit against its goal, and the
+    message."""
     grid_images = []
     with torch.no_grad():
         for meas in measurements:
-            grid_images.append(gain * simulate_image(meas, m.detach(), grid, values["Ms"]))
+            grid_images.append(gain * simulate_image(meas, m.detach(), grid, values["Ms"]) + offset)
     simulated = torch.stack(grid_images).cpu().numpy()
     residual = simulated - images
     power = (images ** 2).mean(axis=(1, 2))
@@ -484,5 +500,5 @@ def _finish(grid, m, bias, material, images, measurements, values, history, meth
         simulated=simulated[0] if squeeze else simulated, residual=residual[0] if squeeze else residual,
         loss_history=list(history), message=message, method=method, init=init_name, measurements=tuple(measurements),
         misfit=misfit, noise=tuple(levels), misfit_goal=goal, penalty_weight=weight, converged=converged,
-        cancelled=cancelled, iterations=done, timings=timings, fit=fit_result)
+        cancelled=cancelled, iterations=done, timings=timings, fit=fit_result, offset=offset)
 
