@@ -160,9 +160,7 @@ def remove_outliers(image, threshold: float = 5.0, size: int = OUTLIER_SIZE, ret
     (ny, nx) float array (a new array), and the mask with ``return_mask``.
     """
     arr = _check_image(image)
-    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and np.isfinite(threshold)
-                                           and threshold > 0):
-        raise ValueError(f"threshold must be a positive number of robust standard deviations, got {threshold!r}")
+    _check_threshold(threshold)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 3 or size % 2 == 0:
         raise ValueError(f"size must be an odd number of pixels >= 3, got {size!r}")
     local = ndimage.median_filter(arr, size=int(size), mode="reflect")
@@ -201,9 +199,7 @@ def remove_scars(image, threshold: float = 5.0, min_length: int = SCAR_LENGTH, r
     (ny, nx) float array (a new array), and the mask with ``return_mask``.
     """
     arr = _check_image(image)
-    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and np.isfinite(threshold)
-                                           and threshold > 0):
-        raise ValueError(f"threshold must be a positive number of robust standard deviations, got {threshold!r}")
+    _check_threshold(threshold)
     if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 1:
         raise ValueError(f"min_length must be a whole number of pixels >= 1, got {min_length!r}")
     if arr.shape[0] < 3:
@@ -272,6 +268,13 @@ def crop(image, origin, size, pixel_size) -> np.ndarray:
     if not (0 <= i0 < i1 <= arr.shape[0] and 0 <= j0 < j1 <= arr.shape[1]):
         raise ValueError(f"crop rectangle rows {i0}:{i1}, columns {j0}:{j1} lies outside the image {arr.shape}")
     return arr[i0:i1, j0:j1].copy()
+
+
+def _check_threshold(threshold) -> None:
+    """``ValueError`` unless ``threshold`` is a positive number (of robust standard deviations)."""
+    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and np.isfinite(threshold)
+                                           and threshold > 0):
+        raise ValueError(f"threshold must be a positive number of robust standard deviations, got {threshold!r}")
 
 
 def _pixel_size(pixel_size, name: str = "pixel_size") -> tuple[float, float]:
