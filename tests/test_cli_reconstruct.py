@@ -159,7 +159,7 @@ def test_help_names_the_options_with_units_and_defaults(capsys, monkeypatch):
         main(["reconstruct", "--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    for part in ("--method {bias,energy,fourier}", "--init {uniform,estimate,unet}", "--fit {Ms,A,Ku,D,height}",
+    for part in ("--method {bias,energy,fourier}", "--init {uniform,estimate,unet}", "--fit {Ms,A,Ku,D,height,offset,gain}",
                  "outer iterations of the reconstruction over all its stages (default 100)",
                  "--m0 M0", "--max-iter", "--noise NOISE", "--discrepancy DISCREPANCY", "--bias-strength",
                  "saturation magnetization (A/m, default: from the input file, else 580000)",
