@@ -2,8 +2,8 @@
 
 Written by gwyfile's own writer as Gwyddion stores a scan (top row first, the lateral size in m,
 the phase in deg, no lift height, no cantilever): the MFM phase of the bundled single skyrmion (64 x
-64 cells of 1 nm) at ``LIFT`` with the default tip and cantilever, plus a constant ``offset`` (deg),
-beside a flat "Height" channel.
+64 cells of 1 nm) at ``LIFT`` with the default tip and cantilever, plus a constant ``offset`` (deg)
+and noise, beside a flat "Height" channel.
 """
 
 import numpy as np
@@ -14,14 +14,16 @@ from napari_mmrecon._sample_data import load_state
 LIFT = 5e-9
 
 
-def write_skyrmion_scan(path, offset: float = 0.0):
-    """Write the scan to ``path``; return ``(m_true, grid, material, phase)`` (phase without offset)."""
+def write_skyrmion_scan(path, offset: float = 0.0, noise: float = 0.0):
+    """Write the scan to ``path``, its phase with Gaussian noise of ``noise`` times its standard
+    deviation (seed 0); return ``(m_true, grid, material, phase)`` (phase without offset or noise)."""
     from gwyfile.objects import GwyContainer, GwyDataField, GwySIUnit
 
     m, grid, material = load_state("single_skyrmion")
     phase = np.asarray(mm.MFMMeasurement(lift_height=LIFT, quantity="phase").simulate(m, grid, material.Ms))
+    measured = phase + offset + np.random.default_rng(0).normal(0.0, noise * phase.std(), phase.shape)
     container = GwyContainer()
-    for number, (title, values, unit) in enumerate((("MFM phase", phase + offset, "deg"),
+    for number, (title, values, unit) in enumerate((("MFM phase", measured, "deg"),
                                                    ("Height", np.zeros_like(phase), "m"))):
         container[f"/{number}/data"] = GwyDataField(np.flipud(values), xreal=grid.nx * grid.dx,
                                                     yreal=grid.ny * grid.dy, si_unit_xy=GwySIUnit(unitstr="m"),

@@ -1,4 +1,6 @@
-"""``mmrecon fit`` and ``mmrecon reconstruct`` take an instrument file's channel directly.
+"""``mmrecon fit`` and ``mmrecon reconstruct`` take an instrument file's channel directly (one
+reader for both, ``cli._read_target``; the texture reconstructed from such a file is tested through
+the napari docks in ``test_widgets_instrument_flow``).
 
 The file: a Gwyddion ``.gwy`` of the bundled single skyrmion's MFM phase at 5 nm lift, written by
 gwyfile's own writer (``instrument_scan``).
@@ -18,24 +20,25 @@ MATERIAL_FLAGS = ["--Ms", "5.8e5", "--A", "1.5e-11", "--Ku", "8e5", "--D", "3e-3
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
-    """``(path, m_true, grid)``: the .gwy file of the sample's MFM phase (``instrument_scan``)."""
+    """``(path, m_true, grid)``: the .gwy file of the sample's MFM phase with 1 % noise (``instrument_scan``)."""
     path = tmp_path_factory.mktemp("scan") / "skyrmion.gwy"
-    m, grid, _, _ = write_skyrmion_scan(path)
+    m, grid, _, _ = write_skyrmion_scan(path, noise=0.01)
     return str(path), m, grid
 
 
-def test_reconstruct_an_instrument_files_channel(scan, tmp_path, capsys):
+def test_fit_an_instrument_files_channel(scan, tmp_path, capsys):
+    # the texture is the file's own (m0): the image's gain and offset are all that is fitted
     path, m_true, grid = scan
-    out = tmp_path / "rec"
-    assert main(["reconstruct", path, "--channel", "MFM phase", "--measurement", "mfm", "--height", str(LIFT),
-                 *MATERIAL_FLAGS, "--max-iter", "12", "-o", str(out), "--quiet"]) == 0
-    assert "reconstruction of skyrmion MFM phase: 64 x 64 x 1 cells of 1 x 1 x 1 nm" in capsys.readouterr().out
-    m, m_grid = mm.read_ovf(out / "m.ovf")
-    assert m_grid.nx == 64 and m_grid.dx == pytest.approx(1e-9)
-    metrics = mm.texture_metrics(m, m_true, grid)
-    assert metrics.angle_error < 2.0 and metrics.mz_correlation > 0.99
-    report = json.loads((out / "report.json").read_text())
-    assert report["measurements"][0]["kind"] == "MFM" and report["measurements"][0]["quantity"] == "phase"
+    m0 = tmp_path / "m0.ovf"
+    mm.write_ovf(m0, m_true, grid)
+    out = tmp_path / "fit"
+    assert main(["fit", path, "--channel", "MFM phase", "--height", str(LIFT), *MATERIAL_FLAGS, "--m0", str(m0),
+                 "--fit", "gain", "offset", "-o", str(out), "--quiet"]) == 0
+    assert "fit of skyrmion MFM phase: 64 x 64 x 1 cells of 1 x 1 x 1 nm" in capsys.readouterr().out
+    record = json.loads((out / "fit.json").read_text())
+    assert record["values"]["gain"] == pytest.approx(1.0, abs=1e-3)
+    assert record["measurement"]["kind"] == "MFM" and record["measurement"]["quantity"] == "phase"
+    assert record["measurement"]["height"] == pytest.approx(LIFT)
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -82,6 +82,6 @@ def test_gain_on_the_command_line():
 
     args = build_parser().parse_args(["fit", "x.tif", "--fit", "A", "gain", "offset"])
     assert args.fit == ["A", "gain", "offset"] and check("fit", args.fit) == ("A", "gain", "offset")
-    assert check("reconstruct_fit", ["Ku", "gain"]) == ("Ku", "gain")
-    with pytest.raises(ValueError, match="offset"):
-        check("reconstruct_fit", ["offset"])
+    assert check("reconstruct_fit", ["Ku", "gain", "offset"]) == ("Ku", "gain", "offset")
+    with pytest.raises(ValueError, match="bias"):
+        check("reconstruct_fit", ["bias"])

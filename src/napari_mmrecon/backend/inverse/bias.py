@@ -74,7 +74,7 @@ def perpendicular_estimate(target, grid: Grid, measurement, Ms: float, iteration
     -------
     PerpendicularEstimate
     """
-    t = torch.as_tensor(np.asarray(target, dtype=float), dtype=grid.dtype, device=grid.device)
+    t = grid.tensor(np.asarray(target, dtype=float))
 
     def forward(mz):
         return _simulate_mz(measurement, grid, Ms, mz)

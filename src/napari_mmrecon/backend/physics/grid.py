@@ -136,7 +136,10 @@ class Grid:
         return Grid(**values)
 
     def tensor(self, value, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """``value`` as a tensor on this grid's device and dtype (keeps autograd history)."""
+        """``value`` as a tensor on this grid's device and dtype (keeps autograd history); a numpy
+        view with negative strides (``np.flipud``, ``a[::-1]``) is copied, as torch cannot take it."""
+        if isinstance(value, np.ndarray) and any(stride < 0 for stride in value.strides):
+            value = np.ascontiguousarray(value)
         return torch.as_tensor(value, dtype=dtype or self.dtype, device=self.device)
 
     def to_dict(self) -> dict:

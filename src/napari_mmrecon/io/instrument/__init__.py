@@ -147,7 +147,10 @@ def read_instrument(path) -> InstrumentFile:
     if not Path(str(path)).is_file():
         raise InstrumentError(f"{path}: no such file")
     try:
-        return module.read(path)
+        contents = module.read(path)
+        for channel in contents.channels:  # row flips leave views with negative strides
+            channel.data = np.ascontiguousarray(channel.data, dtype=np.float64)
+        return contents
     except InstrumentError:
         raise
     except MemoryError:
