@@ -71,8 +71,8 @@ def test_two_commands_share_a_flag_and_messages_name_it():
     args = parser.parse_args(["--fit", "Ku", "height", "--max-iter", "7"])
     assert (args.reconstruct_fit, args.reconstruct_max_iter) == (["Ku", "height"], 7)
     assert parser.parse_args([]).reconstruct_fit is None
-    with pytest.raises(ValueError, match="fit = 'offset' is not one of Ms, A, Ku, D, height"):
-        check("reconstruct_fit", ["offset"])
+    with pytest.raises(ValueError, match="fit = 'bias' is not one of Ms, A, Ku, D, height"):
+        check("reconstruct_fit", ["bias"])
     with pytest.raises(ValueError, match="max_iter must be a whole number"):
         check("reconstruct_max_iter", 2.5)
 
