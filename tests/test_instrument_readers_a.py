@@ -27,6 +27,7 @@ DATA = Path(__file__).resolve().parent / "data" / "instrument"
 GWY_WRITTEN = DATA / "gwyfile_written.gwy"
 GWY_TEST = DATA / "gwyfile_test.gwy"
 IBW = DATA / "asylum_BTFO_DSO_Thick0000.ibw"
+IBW_NAP = DATA / "surfacetopography_kpfm_nap_spot_1-1000nm.ibw"
 SXM = DATA / "nanonis_afm_A151216.123306-02602.sxm"
 FILES = {GWY_WRITTEN: gwy, GWY_TEST: gwy, IBW: ibw, SXM: sxm}
 
@@ -92,6 +93,28 @@ def test_asylum_image_as_scifireaders_test_states():
     # Heights in metres: a 2 um PFM frame's flattened topography spans nanometres, not metres or pixels.
     height = read.channel("HeightRetrace").data
     assert 1e-10 < np.ptp(height) < 1e-6
+
+
+def test_asylum_nap_mode_file_gives_its_lift_height_and_lift_pass_channels():
+    """A real Asylum Nap-mode scan (KPFM; the lift pass is the same for MFM): its note says
+    ``NapMode: 1`` and ``NapHeight: 1e-06`` (and its name "1000nm"); the channels are the
+    dimension labels, the Nap ones from the lift pass. SurfaceTopography's test_ibw_kpfm_file states
+    the 20 um frame; the note gives ScanPoints 256, SpringConstant 1, ThermalFrequency 75000,
+    ThermalQ 20 and no PotentialUnit."""
+    note = IBW_NAP.read_bytes()
+    assert b"NapMode: 1\r" in note and b"NapHeight: 1e-06\r" in note and b"ScanSize: 2e-05\r" in note
+    read = read_instrument(IBW_NAP)
+    assert read.lift_height == 1e-6 and read.missing == []
+    names = [f"{kind}{direction}" for kind in ("Height", "Amplitude", "Phase", "NapPotential")
+             for direction in ("Trace", "Retrace")]
+    assert [c.name for c in read.channels] == names
+    assert [c.unit for c in read.channels] == ["m", "m", "m", "m", "deg", "deg", "", ""]
+    assert [c.metadata["pass"] for c in read.channels] == ["main"] * 6 + ["lift"] * 2
+    assert [c.direction for c in read.channels] == ["forward", "backward"] * 4
+    for channel in read.channels:
+        assert channel.data.shape == (256, 256)
+        assert channel.pixel_size == pytest.approx((2e-5 / 255, 2e-5 / 255), rel=1e-6)
+    assert read.cantilever == pytest.approx({"k": 1.0, "f0": 75000.0, "Q": 20.0})
 
 
 def test_nanonis_scan_as_its_header_states():

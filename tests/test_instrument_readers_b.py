@@ -232,3 +232,26 @@ def test_truncated_and_damaged_copies_raise_instrument_error(fmt, tmp_path):
     text.write_text("not an instrument file\n" * 20)
     with pytest.raises(InstrumentError, match="text"):
         read_instrument(text)
+
+
+@pytest.mark.parametrize("name, hard_volts, nm_per_volt", [
+    ("nanoscope_di-3.spm", 4.506534, 34.55678),  # \@Lift Scan Height: V [Sens. Zsens] ... 4.506534 V; Zsens 34.55678 nm/V
+    ("pyspm_header_only.001", 7.692000, 41.63000),  # \@Lift scan height: V [Sens. Zscan] ... 7.692000 V; 41.63 nm/V
+])
+def test_nanoscope_lift_height_is_the_lift_scan_height_through_its_soft_scale(name, hard_volts, nm_per_volt):
+    """No published NanoScope file with lift or interleave mode on was found (README.md). These real
+    headers hold the lift parameters with the mode off: the reader gives no lift height and says why;
+    with the mode switched on in the parsed header (in memory, the file is not changed) the lift
+    height is the header's hard value times its soft scale, as the header lines quoted here state."""
+    text = (DATA / name).read_bytes()[: nanoscope.MAX_HEADER_BYTES].decode("latin-1")
+    sections = nanoscope._sections(text[: text.find(nanoscope._HEADER_END)])
+    scan_list = next(values for title, values in sections if title == "ciao scan list")
+    fast = next(values for title, values in sections if title == "fast scan list")
+    assert fast["lift mode"] == fast["interleave mode"] == "Disabled"  # \Lift Mode: Disabled in the Fast Scan list
+    assert nanoscope._lift_height(sections, scan_list, []) == (
+        None, "lift height (lift/interleave mode is off in this file)")
+    for mode in ("lift mode", "interleave mode"):
+        switched = [(title, {**values, mode: "Enabled"} if title == "fast scan list" else values)
+                    for title, values in sections]
+        lift, note = nanoscope._lift_height(switched, scan_list, [])
+        assert lift == pytest.approx(hard_volts * nm_per_volt * 1e-9, rel=1e-12) and note == ""

@@ -78,8 +78,7 @@ def test_both_poles_tell_a_dipole_apart(reference):
     calibration = calibrate_tip(image, reference, GRID, MS, mm.MFMMeasurement(lift_height=LIFT), model="both")
     assert abs(calibration.monopole.charge) < 3 * calibration.uncertainty["charge"]
     assert abs(calibration.dipole.moment - 3e-16) < 3 * calibration.uncertainty["moment"]
-    with pytest.raises(ValueError, match="one point tip"):
-        calibration.measurement()
+    assert calibration.measurement().tip == mm.PointDipoleMonopoleTip(calibration.dipole, calibration.monopole)
 
 
 def test_negative_moment_reverses_the_direction(reference):

@@ -211,9 +211,6 @@ def _tip_calibration(args):
         raise ValueError(f"--tip {value!r} is neither a tip model ({', '.join(OPTIONS['tip'].choices)}) nor a "
                          "calibrated tip's .json file")
     calibration = load_tip_calibration(value)
-    if calibration.model == "both":
-        raise ValueError(f"{value}: a calibration of both a dipole and a monopole; the MFM model takes one point tip: "
-                         "calibrate with --model dipole or monopole")
     clash = [flag for flag, name in (("--tip-moment", "tip_moment"), ("--tip-charge", "tip_charge"))
              if name in args and getattr(args, name) is not None and OPTIONS[name].default != getattr(args, name)]
     if clash:

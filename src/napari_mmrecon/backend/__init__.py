@@ -10,6 +10,7 @@ are re-exported here and at the package top (``napari_mmrecon``).
 from .forward.mfm import (
     Cantilever,
     MFMMeasurement,
+    PointDipoleMonopoleTip,
     PointDipoleTip,
     PointMonopoleTip,
     add_noise,
@@ -37,7 +38,7 @@ from .physics.multilayer import Multilayer, effective_layer, stack_grid
 from .solvers.relax import GAMMA, LLGResult, RelaxInfo, llg, minimize, relax
 
 __all__ = [
-    "Cantilever", "MFMMeasurement", "PointDipoleTip", "PointMonopoleTip", "add_noise",
+    "Cantilever", "MFMMeasurement", "PointDipoleMonopoleTip", "PointDipoleTip", "PointMonopoleTip", "add_noise",
     "frequency_shift_from_phase", "mfm_frequency_shift", "phase_from_frequency_shift",
     "force_gradient_from_frequency_shift", "force_gradient_from_phase", "frequency_shift_from_force_gradient",
     "phase_from_force_gradient", "PreparedImage", "prepare_image",

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import backend
-from ..backend import Cantilever, Grid, Material, PointDipoleTip, PointMonopoleTip, RelaxInfo
+from ..backend import Cantilever, Grid, Material, PointDipoleMonopoleTip, PointDipoleTip, PointMonopoleTip, RelaxInfo
+from ..backend.forward.mfm import check_tip
 from ..backend.solvers.relax import DEFAULT_TORQUE_TOL
 from .jobs import Job, Partial, Progress, relay
 
@@ -91,7 +92,7 @@ class Probe:
     heights: tuple
     sides: tuple = ("top",)
     outputs: tuple = ("Hz",)
-    tip: PointDipoleTip | PointMonopoleTip = field(default_factory=PointDipoleTip)
+    tip: PointDipoleTip | PointMonopoleTip | PointDipoleMonopoleTip = field(default_factory=PointDipoleTip)
     cantilever: Cantilever = field(default_factory=Cantilever)
     tip_height_offset: float = 0.0
 
@@ -104,8 +105,7 @@ class Probe:
             raise ValueError(f"sides must be 'top' and/or 'bottom', got {list(self.sides)}")
         if not self.outputs or any(o not in OUTPUTS for o in self.outputs):
             raise ValueError(f"outputs must be one or more of {', '.join(OUTPUTS)}, got {list(self.outputs)}")
-        if not isinstance(self.tip, (PointDipoleTip, PointMonopoleTip)):
-            raise ValueError(f"tip must be a PointDipoleTip or a PointMonopoleTip, got {self.tip!r}")
+        check_tip(self.tip)
         if not isinstance(self.cantilever, Cantilever):
             raise ValueError(f"cantilever must be a Cantilever, got {self.cantilever!r}")
         if not (math.isfinite(self.tip_height_offset) and min(heights) + self.tip_height_offset > 0):

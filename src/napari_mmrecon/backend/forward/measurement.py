@@ -72,11 +72,12 @@ def image_operator(measurement, grid: Grid, distance=None):
         distance = distance.reshape(())
     if isinstance(measurement, StrayFieldMeasurement):
         return StrayField(grid, distance, measurement.side, 0, axis=measurement.axis)
-    tip, cantilever = measurement.tip, measurement.cantilever
-    field = StrayField(grid, distance, measurement.side, tip.z_derivative, axis=tip.axis, name="lift_height")
+    cantilever = measurement.cantilever
+    poles = [(MU0 * strength, StrayField(grid, distance, measurement.side, order, axis=axis, name="lift_height"))
+             for order, axis, strength in measurement.tip.poles]
 
     def mfm(M: torch.Tensor) -> torch.Tensor:
-        return measurement.from_frequency_shift(cantilever.frequency_shift(MU0 * tip.strength * field(M)))
+        return measurement.from_frequency_shift(cantilever.frequency_shift(sum(c * field(M) for c, field in poles)))
 
     return mfm
 
@@ -94,17 +95,18 @@ def height_derivative(measurement, m: torch.Tensor, grid: Grid, Ms, distance: fl
 
     The plane sits at ``z = nz dz + h`` (top) or ``z = -h`` (bottom), so ``dS/dh = +-dS/dz``, taken from
     the analytic kernel of one more z-derivative where it exists (stray field, monopole MFM tip);
-    ``None`` for a dipole MFM tip (its image already uses the highest derivative available), which
-    callers differentiate by autograd instead.
+    ``None`` for an MFM tip with a dipole (its image already uses the highest derivative available),
+    which callers differentiate by autograd instead.
     """
     sign = 1.0 if measurement.side == "top" else -1.0
     Ms_t = Ms if isinstance(Ms, torch.Tensor) else grid.tensor(Ms)
     M = (Ms_t.unsqueeze(-1) if Ms_t.ndim == 3 else Ms_t) * m
     if isinstance(measurement, StrayFieldMeasurement):
         return sign * StrayField(grid, distance, measurement.side, 1, axis=measurement.axis)(M)
-    tip = measurement.tip
-    if tip.z_derivative + 1 > MAX_Z_DERIVATIVE:
+    poles = measurement.tip.poles
+    if any(order + 1 > MAX_Z_DERIVATIVE for order, _, _ in poles):
         return None
-    field = StrayField(grid, distance, measurement.side, tip.z_derivative + 1, axis=tip.axis, name="lift_height")
-    force_gradient = MU0 * tip.strength * sign * field(M)
+    force_gradient = sum(MU0 * strength * sign * StrayField(grid, distance, measurement.side, order + 1, axis=axis,
+                                                            name="lift_height")(M)
+                         for order, axis, strength in poles)
     return measurement.from_frequency_shift(measurement.cantilever.frequency_shift(force_gradient))

@@ -17,6 +17,10 @@ side and therefore a *negative* frequency shift; repulsion gives a positive one.
 - Point dipole (moment ``m_t`` in A m^2): ``U = -mu0 m_t . H``, ``F = mu0 (m_t . grad) H`` (H is
   curl-free outside the film), so ``F_z = mu0 m_t . dH/dz`` and ``dF_z/dz = mu0 m_t . d2H/dz2``.
 - Point monopole (charge ``q`` in A m): ``F = mu0 q H``, ``dF_z/dz = mu0 q dH_z/dz``.
+- Both at one effective point (``PointDipoleMonopoleTip``): the force is linear in the tip, so
+  ``dF_z/dz = mu0 (m_t . d2H/dz2 + q dH_z/dz)``, the sum of the two images.
+
+Every tip lists its ``poles``: ``(n, u, s)`` triples with ``dF_z/dz = sum mu0 s u . d^nH/dz^n``.
 
 The z-derivatives come from the analytic derivatives of the stray-field kernel
 (``stray.StrayField`` with ``z_derivative``), exact for open and periodic films.
@@ -89,6 +93,11 @@ class PointDipoleTip:
         """The moment (A m^2)."""
         return self.moment
 
+    @property
+    def poles(self) -> tuple:
+        """``((z_derivative, axis, strength),)``: the one term of the force gradient (module docstring)."""
+        return ((self.z_derivative, self.axis, self.strength),)
+
     def to_dict(self) -> dict:
         """Record ``{"model": "dipole", "moment" (A m^2), "direction"}`` (``records`` schema)."""
         return {"model": "dipole", "moment": self.moment, "direction": list(self.direction)}
@@ -125,6 +134,11 @@ class PointMonopoleTip:
         """The charge (A m)."""
         return self.charge
 
+    @property
+    def poles(self) -> tuple:
+        """``((z_derivative, axis, strength),)``: the one term of the force gradient (module docstring)."""
+        return ((self.z_derivative, self.axis, self.strength),)
+
     def to_dict(self) -> dict:
         """Record ``{"model": "monopole", "charge" (A m)}`` (``records`` schema)."""
         return {"model": "monopole", "charge": self.charge}
@@ -133,6 +147,53 @@ class PointMonopoleTip:
     def from_dict(cls, values, schema: int = SCHEMA_VERSION) -> "PointMonopoleTip":
         """The tip of a ``to_dict`` record of version ``schema`` (default charge if missing)."""
         return cls(charge=from_record("PointMonopoleTip", values, (), schema).get("charge", cls.charge))
+
+
+@dataclass(frozen=True)
+class PointDipoleMonopoleTip:
+    """A point tip with a dipole moment and a magnetic charge at the same effective point: the first
+    two terms of a real tip's multipole expansion, as ``calibrate_tip(model="both")`` fits them.
+
+    The force gradient is linear in the tip, so the image is the dipole's image plus the monopole's.
+
+    Parameters
+    ----------
+    dipole : PointDipoleTip
+        The moment (A m^2) and its direction.
+    monopole : PointMonopoleTip
+        The charge (A m).
+    """
+
+    dipole: PointDipoleTip = field(default_factory=PointDipoleTip)
+    monopole: PointMonopoleTip = field(default_factory=PointMonopoleTip)
+
+    def __post_init__(self):
+        if not isinstance(self.dipole, PointDipoleTip):
+            raise ValueError(f"PointDipoleMonopoleTip dipole must be a PointDipoleTip, got {type(self.dipole).__name__}")
+        if not isinstance(self.monopole, PointMonopoleTip):
+            raise ValueError("PointDipoleMonopoleTip monopole must be a PointMonopoleTip, got "
+                             f"{type(self.monopole).__name__}")
+
+    @property
+    def poles(self) -> tuple:
+        """The dipole's term (``d2H/dz2``) and the monopole's (``dH_z/dz``) of the force gradient."""
+        return self.dipole.poles + self.monopole.poles
+
+    def to_dict(self) -> dict:
+        """Record ``{"model": "both", "dipole": ..., "monopole": ...}`` (``records`` schema; the two
+        tips as their records)."""
+        return {"model": "both", "dipole": self.dipole.to_dict(), "monopole": self.monopole.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values, schema: int = SCHEMA_VERSION) -> "PointDipoleMonopoleTip":
+        """The tip of a ``to_dict`` record of version ``schema``; ``ValueError`` without both poles."""
+        record = from_record("PointDipoleMonopoleTip", values, ("dipole", "monopole"), schema)
+        return cls(dipole=PointDipoleTip.from_dict(record["dipole"], schema),
+                   monopole=PointMonopoleTip.from_dict(record["monopole"], schema))
+
+
+TIPS = (PointDipoleTip, PointMonopoleTip, PointDipoleMonopoleTip)
+"""The point-tip models ``MFMMeasurement`` takes."""
 
 
 @dataclass(frozen=True)
@@ -165,14 +226,18 @@ class Cantilever:
 
 
 def tip_from_dict(values, schema: int = SCHEMA_VERSION):
-    """A ``PointDipoleTip`` or ``PointMonopoleTip`` from its record (told apart by ``model``)."""
-    tip = PointMonopoleTip if from_record("tip", values, (), schema).get("model") == "monopole" else PointDipoleTip
+    """A ``PointDipoleTip``, ``PointMonopoleTip`` or ``PointDipoleMonopoleTip`` from its record (told
+    apart by ``model``: "dipole", the default, "monopole" or "both")."""
+    model = from_record("tip", values, (), schema).get("model")
+    tip = {"monopole": PointMonopoleTip, "both": PointDipoleMonopoleTip}.get(model, PointDipoleTip)
     return tip.from_dict(values, schema)
 
 
-def _check_tip(tip):
-    if not isinstance(tip, (PointDipoleTip, PointMonopoleTip)):
-        raise ValueError(f"tip must be a PointDipoleTip or a PointMonopoleTip, got {type(tip).__name__}")
+def check_tip(tip):
+    """``tip`` if it is one of ``TIPS``, else ``ValueError``."""
+    if not isinstance(tip, TIPS):
+        raise ValueError("tip must be a PointDipoleTip, a PointMonopoleTip or a PointDipoleMonopoleTip, got "
+                         f"{type(tip).__name__}")
     return tip
 
 
@@ -238,7 +303,7 @@ def mfm_frequency_shift(m, grid: Grid, Ms, lift_height, side: str = "top", tip=P
         Tip distance(s) from the film surface (m, > 0): the tip sits at ``z = nz dz + lift_height``
         (top) or ``z = -lift_height`` (bottom). A tensor may require grad.
     side : {"top", "bottom"}
-    tip : PointDipoleTip or PointMonopoleTip
+    tip : PointDipoleTip, PointMonopoleTip or PointDipoleMonopoleTip
     cantilever : Cantilever
     noise : None, float or dict
         Additive Gaussian noise, see ``add_noise`` (relative noise uses each image's standard
@@ -252,10 +317,12 @@ def mfm_frequency_shift(m, grid: Grid, Ms, lift_height, side: str = "top", tip=P
     Negative where the tip is attracted (see the module docstring). Same kind (numpy/torch) as
     the inputs: a tensor if any of ``m``, ``Ms``, ``lift_height`` is one.
     """
-    tip = _check_tip(tip)
+    tip = check_tip(tip)
     cantilever = _check_cantilever(cantilever)
-    derivative = plane_field(m, grid, Ms, lift_height, side, tip.z_derivative, axis=tip.axis, name="lift_height")
-    df = cantilever.frequency_shift(MU0 * tip.strength * derivative)
+    force_gradient = sum(MU0 * strength * plane_field(m, grid, Ms, lift_height, side, order, axis=axis,
+                                                      name="lift_height")
+                         for order, axis, strength in tip.poles)
+    df = cantilever.frequency_shift(force_gradient)
     return like_input(add_noise(df, noise, seed), output_kind(m, Ms, lift_height))
 
 
@@ -318,7 +385,7 @@ class MFMMeasurement:
     lift_height : float or tensor
         Tip distance from the film surface (m).
     side : {"top", "bottom"}
-    tip : PointDipoleTip or PointMonopoleTip
+    tip : PointDipoleTip, PointMonopoleTip or PointDipoleMonopoleTip
     cantilever : Cantilever
     quantity : {"frequency_shift", "phase"}
         Image in Hz or in degrees.
@@ -333,7 +400,7 @@ class MFMMeasurement:
     def __post_init__(self):
         parse_heights(self.lift_height, "lift_height")
         check_side(self.side)
-        _check_tip(self.tip)
+        check_tip(self.tip)
         _check_cantilever(self.cantilever)
         if self.quantity not in QUANTITIES:
             raise ValueError(f"quantity must be 'frequency_shift' or 'phase', got {self.quantity!r}")

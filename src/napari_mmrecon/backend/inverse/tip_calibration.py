@@ -44,7 +44,7 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from ..forward.measurement import simulate_image
-from ..forward.mfm import Cantilever, MFMMeasurement, PointDipoleTip, PointMonopoleTip
+from ..forward.mfm import Cantilever, MFMMeasurement, PointDipoleMonopoleTip, PointDipoleTip, PointMonopoleTip
 from ..forward.stray import check_side, saturation_magnetization
 from ..physics.grid import Grid
 from ..runtime.arrays import check_magnetization, to_tensor
@@ -121,11 +121,10 @@ class TipCalibration:
 
     @property
     def tip(self):
-        """The calibrated tip of a one-pole model (``dipole`` or ``monopole``); ``ValueError`` for
-        ``"both"``, which the point-tip forward model does not take as one tip."""
+        """The calibrated tip: the ``PointDipoleTip``, the ``PointMonopoleTip``, or for ``"both"`` the
+        ``PointDipoleMonopoleTip`` of the two."""
         if self.model == "both":
-            raise ValueError("a 'both' calibration has a dipole and a monopole: the forward model takes one point "
-                             "tip (use .dipole or .monopole, or calibrate with model='dipole' or 'monopole')")
+            return PointDipoleMonopoleTip(self.dipole, self.monopole)
         return self.dipole if self.model == "dipole" else self.monopole
 
     def measurement(self, lift_height=None, side: str | None = None, cantilever: Cantilever | None = None,
@@ -233,7 +232,8 @@ def _check_reference(reference_image, m_reference, grid: Grid, Ms, measurement):
 def _unit_images(measurement: MFMMeasurement, model: str, m: torch.Tensor, grid: Grid, Ms, height):
     """Images per unit strength ``{"moment": ..., "charge": ...}`` ``(ny, nx)`` of the model's tips at
     ``height`` (float or tensor), and the dipole's direction."""
-    direction = measurement.tip.direction if isinstance(measurement.tip, PointDipoleTip) else (0.0, 0.0, 1.0)
+    tip = measurement.tip.dipole if isinstance(measurement.tip, PointDipoleMonopoleTip) else measurement.tip
+    direction = tip.direction if isinstance(tip, PointDipoleTip) else (0.0, 0.0, 1.0)
     tips = {"moment": PointDipoleTip(1.0, direction), "charge": PointMonopoleTip(1.0)}
     names = {"dipole": ("moment",), "monopole": ("charge",), "both": ("moment", "charge")}[model]
     return {name: simulate_image(dataclasses.replace(measurement, tip=tips[name]), m, grid, Ms, height)

@@ -135,15 +135,32 @@ OUTLIER_SIZE = 3
 """Side (pixels) of the window of the local median ``remove_outliers`` compares with."""
 MAD_SIGMA = 1.4826
 """Standard deviations of a normal distribution per median absolute deviation."""
+RESOLUTION = float(np.finfo(np.float32).eps)
+"""Deviations below this fraction of an image's largest magnitude are never outliers: the resolution of
+float32, the widest type instrument files store a channel in, and far above float64 round-off."""
+_ROWS_PER_BLOCK = 128
+"""Rows per block of ``_local_spread`` (bounds its memory to ``(size + 2)**2`` block copies)."""
 
 
 def remove_outliers(image, threshold: float = 5.0, size: int = OUTLIER_SIZE, return_mask: bool = False):
     """Replace glitches and spikes by the median of their neighbourhood.
 
-    A pixel is an outlier when its deviation ``r`` from the median of the ``size x size`` window
-    around it lies more than ``threshold`` robust standard deviations from the median deviation:
-    ``|r - median(r)| > threshold * 1.4826 * MAD(r)`` (MAD: the median absolute deviation over the
-    image, 1.4826 MAD the standard deviation of normal noise).
+    A pixel's deviation ``r`` from the median of the ``size x size`` window around it is compared with
+    the larger of two robust standard deviations (1.4826 times a median absolute deviation, MAD):
+
+    - the image's noise: the MAD of ``r`` over the image;
+    - the image's own variation around the pixel: the MAD of the ``(size + 2) x (size + 2)``
+      neighbourhood after the local gradient (central differences of the median-filtered image) is
+      taken out. Real structure varies over several pixels, so the pixel's neighbours vary about as
+      much as it deviates; an isolated spike is one value among ``(size + 2)**2`` and moves neither
+      median.
+
+    The pixel is an outlier when ``|r - median(r)|`` exceeds ``threshold`` times that scale and
+    ``RESOLUTION`` times the image's largest magnitude. On a noisy image the noise sets the scale,
+    and spikes of more than ``threshold`` standard deviations are found where the image is smooth on
+    the scale of a few pixels; on a noise-free image nothing smooth is ever replaced (the MAD of
+    ``r`` over the image is then near 0, and alone it would call every pixel with curvature a
+    glitch).
 
     Parameters
     ----------
@@ -166,9 +183,30 @@ def remove_outliers(image, threshold: float = 5.0, size: int = OUTLIER_SIZE, ret
     local = ndimage.median_filter(arr, size=int(size), mode="reflect")
     deviation = arr - local
     spread = np.abs(deviation - np.median(deviation))
-    mask = spread > threshold * MAD_SIGMA * np.median(spread)
+    scale = np.maximum(np.median(spread), _local_spread(arr, local, int(size) + 2))
+    mask = (spread > threshold * MAD_SIGMA * scale) & (spread > RESOLUTION * np.abs(arr).max())
     out = np.where(mask, local, arr)
     return (out, mask) if return_mask else out
+
+
+def _local_spread(arr: np.ndarray, smooth: np.ndarray, size: int) -> np.ndarray:
+    """The MAD of every pixel's ``size x size`` neighbourhood of ``arr`` (edges reflected) after the
+    plane through the pixel with the gradient of ``smooth`` (central differences) is subtracted;
+    (ny, nx)."""
+    half = size // 2
+    gy, gx = np.gradient(smooth)
+    offsets = np.arange(-half, half + 1, dtype=float)
+    padded = np.pad(arr, half, mode="symmetric")  # numpy's "symmetric" is scipy's "reflect"
+    out = np.empty(arr.shape)
+    for start in range(0, arr.shape[0], _ROWS_PER_BLOCK):
+        rows = slice(start, min(start + _ROWS_PER_BLOCK, arr.shape[0]))
+        block = padded[rows.start:rows.stop + 2 * half]
+        windows = np.lib.stride_tricks.sliding_window_view(block, (size, size))  # (rows, nx, size, size)
+        detrended = (windows - gy[rows, :, None, None] * offsets[:, None]
+                     - gx[rows, :, None, None] * offsets[None, :])
+        centre = np.median(detrended, axis=(-2, -1), keepdims=True)
+        out[rows] = np.median(np.abs(detrended - centre), axis=(-2, -1))
+    return out
 
 
 SCAR_LENGTH = 4

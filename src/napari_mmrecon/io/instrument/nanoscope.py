@@ -252,8 +252,10 @@ def _nonsquare(values) -> bool:
 
 def _lift_height(sections, scan_list, channels) -> tuple[float | None, str]:
     """``(lift height in m, note for missing)``: from ``@Lift Scan Height`` when lift or interleave
-    mode is on, else None with the reason."""
-    modes = [scan_list.get(key, "").lower() for key in ("lift mode", "interleave mode")]
+    mode is on (``\\Lift Mode`` / ``\\Interleave Mode``, in whichever section holds them: NanoScope
+    5 to 9 write them in the ``Fast Scan list``), or a channel is an interleave scan line; else None
+    with the reason."""
+    modes = [(_lookup(sections, key) or "").lower() for key in ("lift mode", "interleave mode")]
     interleaved = any(c.metadata.get("scan line", "").lower().startswith("interleave") for c in channels)
     if not interleaved and all(mode in ("", "disabled") for mode in modes):
         return None, "lift height (lift/interleave mode is off in this file)"
