@@ -91,7 +91,9 @@ class FitWidget(Container):
         self.measurement_fields = MeasurementFields()
         self.kind, self.component, self.height_nm, self.side, self.quantity = self.measurement_fields.widgets[:5]
         self.tip_fields = self.measurement_fields.tip_fields
-        self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q = self.tip_fields.widgets
+        tips = self.tip_fields
+        self.tip, self.tip_moment, self.tip_charge = tips.tip, tips.tip_moment, tips.tip_charge
+        self.k, self.f0_kHz, self.Q = tips.k, tips.f0_kHz, tips.Q
         # film
         self.film = FilmFields()
         self.nz, self.thickness_nm, self.pbc = self.film.widgets

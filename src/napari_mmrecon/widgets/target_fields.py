@@ -29,7 +29,8 @@ SEVERAL = "several targets: each image's measurement comes from its metadata"
 
 
 class MeasurementFields:
-    """Stray-field component or MFM image (tip, cantilever, quantity), height and side.
+    """Stray-field component or MFM image (tip, cantilever, quantity), height and side; an MFM
+    tip sits at the lift height plus the tip height offset (a calibrated tip's, ``TipFields``).
 
     ``widgets`` lists the input widgets in form order; ``read`` gives the measurement (SI),
     ``show`` fills the fields from one, ``update_visibility`` shows the fields of the chosen kind.
@@ -59,11 +60,16 @@ class MeasurementFields:
         if self.kind.value == "stray field":
             return StrayFieldMeasurement(height=height, side=side, component=self.component.value)
         tip, cantilever = self.tip_fields.read()
-        return MFMMeasurement(lift_height=height, side=side, tip=tip, cantilever=cantilever,
+        offset = self.tip_fields.height_offset()
+        if not height + offset > 0:
+            raise ValueError(f"the lift height {self.height_nm.value:g} nm plus the tip height offset "
+                             f"{self.tip_fields.height_offset_nm.value:g} nm puts the tip at or below the film")
+        return MFMMeasurement(lift_height=height + offset, side=side, tip=tip, cantilever=cantilever,
                               quantity=self.quantity.value)
 
     def show(self, measurement) -> None:
-        """Fill the fields from a measurement (e.g. ``fit.measurement_from_metadata`` of a layer)."""
+        """Fill the fields from a measurement (e.g. ``fit.measurement_from_metadata`` of a layer); an
+        MFM measurement's lift height is its tip's effective height (the tip height offset is 0)."""
         self.height_nm.value = shown(OPTIONS["height"], plane_distance(measurement))
         self.side.value = measurement.side
         if isinstance(measurement, StrayFieldMeasurement):
