@@ -97,7 +97,8 @@ def measurement_from_metadata(meta: dict):
             return StrayFieldMeasurement(height=float(height), side=side, component=quantity[1])
         if quantity in ("frequency_shift", "phase"):
             offset = meta.get("tip_height_offset", 0.0)
-            return MFMMeasurement(lift_height=float(height) + float(offset), side=side, tip=tip_from_dict(meta.get("tip") or {}),
+            return MFMMeasurement(lift_height=float(height) + float(offset), side=side,
+                                  tip=tip_from_dict(meta.get("tip") or {}),
                                   cantilever=Cantilever.from_dict(meta.get("cantilever") or {}), quantity=quantity)
     except (KeyError, TypeError, ValueError):
         return None
