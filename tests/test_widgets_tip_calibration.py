@@ -93,7 +93,10 @@ def test_calibrate_save_and_load_in_the_fit_dock(calibrator, qtbot, notes, tmp_p
     # the fit dock loads it: tip, height offset and cantilever; its MFM tip sits at lift + offset
     fit = FitWidget(viewer)
     viewer.window.add_dock_widget(fit)
-    fit.kind.value = "MFM"
+    # the simulated reference says where its tip was: the nominal lift and the offset
+    assert (fit.kind.value, fit.height_nm.value) == ("MFM", pytest.approx(LIFT * 1e9))
+    assert fit.tip_fields.height_offset_nm.value == pytest.approx(OFFSET * 1e9)
+    assert fit.measurement_fields.read().lift_height == pytest.approx(LIFT + OFFSET)
     fit.tip_moment.value, fit.tip_fields.height_offset_nm.value, fit.k.value = "1e-16", 0.0, 3.0
     monkeypatch.setattr(file_dialogs, "open_path", lambda *args: path)
     fit.tip_fields.load_button.native.click()

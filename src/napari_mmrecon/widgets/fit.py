@@ -79,7 +79,7 @@ from .layer_io import add_layers
 from .reconstruct import show_layers
 from .runner import JobPanel, Task
 from .section import Section, compact, reveal
-from .target_fields import FilmFields, MaterialFields, MeasurementFields
+from .target_fields import FilmFields, MaterialFields, MeasurementFields, layer_tip_offset
 
 TITLE = "Physics relaxation / fit"
 TABLE_COLUMNS = ("value", "± 1σ", "unit", "start")
@@ -211,7 +211,7 @@ class FitWidget(Container):
         self.film.show(meta.get("grid") or {})
         measurement = measurement_from_metadata(meta)
         if measurement is not None:
-            self.measurement_fields.show(measurement)
+            self.measurement_fields.show(measurement, layer_tip_offset(meta))
 
     def _fill_from_start(self) -> None:
         """Film thickness and cells from a chosen starting magnetization."""

@@ -67,16 +67,23 @@ class MeasurementFields:
         return MFMMeasurement(lift_height=height + offset, side=side, tip=tip, cantilever=cantilever,
                               quantity=self.quantity.value)
 
-    def show(self, measurement) -> None:
-        """Fill the fields from a measurement (e.g. ``fit.measurement_from_metadata`` of a layer); an
-        MFM measurement's lift height is its tip's effective height (the tip height offset is 0)."""
+    def show(self, measurement, tip_height_offset: float = 0.0) -> None:
+        """Fill the fields from a measurement (e.g. ``fit.measurement_from_metadata`` of a layer), an
+        MFM tip ``tip_height_offset`` (m) above its nominal lift height (``layer_tip_offset``)."""
         self.height_nm.value = shown(OPTIONS["height"], plane_distance(measurement))
         self.side.value = measurement.side
         if isinstance(measurement, StrayFieldMeasurement):
             self.kind.value, self.component.value = "stray field", measurement.component
             return
         self.kind.value, self.quantity.value = "MFM", measurement.quantity
-        self.tip_fields.show(measurement.tip, measurement.cantilever)
+        self.tip_fields.show(measurement.tip, measurement.cantilever, tip_height_offset)
+
+
+def layer_tip_offset(meta: dict) -> float:
+    """The tip height offset (m) an MFM layer's metadata records above its nominal height (a
+    calibrated tip's, ``layer_data``), else 0."""
+    offset = meta.get("tip_height_offset")
+    return float(offset) if isinstance(offset, (int, float)) and not isinstance(offset, bool) else 0.0
 
 
 class FilmFields:
@@ -205,7 +212,7 @@ class TargetImages:
         self.film.show(meta.get("grid") or {})
         measurement = measurement_from_metadata(meta)
         if len(layers) == 1 and measurement is not None:
-            self.measurement_fields.show(measurement)
+            self.measurement_fields.show(measurement, layer_tip_offset(meta))
 
     def read(self):
         """``(layers, images, grid, measurements)`` of the chosen targets: the images float64 ``(ny,

@@ -85,9 +85,8 @@ def measurement_quantity(measurement) -> str:
 
 def measurement_from_metadata(meta: dict):
     """The measurement that made an image, from its mmrecon layer / TIFF metadata (``quantity``,
-    ``side``, ``height``, ``tip``, ``cantilever`` and ``tip_height_offset`` as ``simulation`` writes
-    them; an MFM tip at ``height + tip_height_offset``), or None when the metadata does not say (e.g.
-    ``|H|``, or no height)."""
+    ``side``, ``height``, ``tip``, ``cantilever`` as ``simulation`` writes them), or None when the
+    metadata does not say (e.g. ``|H|``, or no height)."""
     quantity, height = meta.get("quantity"), meta.get("height")
     if not isinstance(height, (int, float)) or not height > 0:
         return None
@@ -96,9 +95,7 @@ def measurement_from_metadata(meta: dict):
         if quantity in ("Hx", "Hy", "Hz"):
             return StrayFieldMeasurement(height=float(height), side=side, component=quantity[1])
         if quantity in ("frequency_shift", "phase"):
-            offset = meta.get("tip_height_offset", 0.0)
-            return MFMMeasurement(lift_height=float(height) + float(offset), side=side,
-                                  tip=tip_from_dict(meta.get("tip") or {}),
+            return MFMMeasurement(lift_height=float(height), side=side, tip=tip_from_dict(meta.get("tip") or {}),
                                   cantilever=Cantilever.from_dict(meta.get("cantilever") or {}), quantity=quantity)
     except (KeyError, TypeError, ValueError):
         return None

@@ -29,7 +29,9 @@ free name), ``unit`` (``"A/m"``, ``"Hz"``, ``"deg"``, ``""`` if unknown), ``pixe
 ``[dy, dx]`` (m) and, for simulated images, ``side``, ``height`` (m), ``tip``
 (``tip.to_dict()``), ``cantilever`` (``Cantilever.to_dict()``: ``{"k" N/m, "f0" Hz, "Q"}``),
 ``relaxed`` (bool) and, for MFM images of a tip that sits above the nominal ``height`` (a
-calibrated tip), ``tip_height_offset`` (m).
+calibrated tip), ``tip_height_offset`` (m; the tip was at ``height + tip_height_offset``, which
+the docks' measurement fields read back, while ``fit.measurement_from_metadata`` and ``mmrecon``
+take the nominal height, to which ``--tip FILE`` adds the calibration's offset).
 
 Layers made by the parameter fit (``fit_layers``: the simulated image, the residual and the
 fitted magnetization) add ``fit``: ``workflows.fit.fit_record`` of the result (its
