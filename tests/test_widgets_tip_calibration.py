@@ -17,6 +17,7 @@ import napari_mmrecon as mm
 from napari_mmrecon.backend.inverse.tip_calibration import TipCalibration
 from napari_mmrecon.widgets import file_dialogs
 from napari_mmrecon.widgets.fit import FitWidget
+from napari_mmrecon.widgets.simulator import SimulatorWidget
 from napari_mmrecon.widgets.tip_calibration import TipCalibrationDock, TipCalibrationWidget
 from napari_mmrecon.workflows import jobs, layer_data
 from napari_mmrecon.workflows import simulate as simulation
@@ -105,6 +106,12 @@ def test_calibrate_save_and_load_in_the_fit_dock(calibrator, qtbot, notes, tmp_p
     measurement = fit.measurement_fields.read()
     assert measurement.tip.moment == pytest.approx(calibration.dipole.moment, rel=1e-5)
     assert measurement.lift_height == pytest.approx(fit.height_nm.value * 1e-9 + calibration.height_offset, abs=5e-13)
+    # and the simulator: its MFM images are made with the tip at each height plus the offset
+    simulator = SimulatorWidget(viewer)
+    simulator.tip_fields.load_button.native.click()
+    probe = simulator._probe()
+    assert probe.tip.moment == pytest.approx(calibration.dipole.moment, rel=1e-5)
+    assert probe.tip_height_offset == pytest.approx(calibration.height_offset, abs=5e-13)
 
 
 def test_bad_input_is_one_message_in_the_dock(calibrator, notes, tmp_path, monkeypatch):
