@@ -32,7 +32,8 @@ def test_manifest_is_valid_and_packaged_copy_is_the_same():
                                                                        "Physics relaxation / fit",
                                                                        "Texture reconstruction",
                                                                        "U-Net reconstruction",
-                                                                       "Measured-image preparation"}
+                                                                       "Measured-image preparation",
+                                                                       "Tip calibration"}
     assert {s.key for s in manifest.contributions.sample_data} == {"skyrmion_lattice", "single_skyrmion"}
     # the installed plugin is the one in this checkout
     installed = PluginManifest.from_distribution(PLUGIN)

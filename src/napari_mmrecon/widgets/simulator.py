@@ -107,7 +107,9 @@ class SimulatorWidget(Container):
                                       tooltip=OPTIONS["outputs"].help) for key, text in OUTPUT_FIELDS.items()}
         # tip and cantilever
         self.tip_fields = TipFields()
-        self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q = self.tip_fields.widgets
+        tips = self.tip_fields
+        self.tip, self.tip_moment, self.tip_charge = tips.tip, tips.tip_moment, tips.tip_charge
+        self.k, self.f0_kHz, self.Q = tips.k, tips.f0_kHz, tips.Q
         self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Simulate")
 
         boxes = list(self.outputs.values())
@@ -247,7 +249,8 @@ class SimulatorWidget(Container):
             raise ValueError("choose at least one output (Hx, Hy, Hz, |H|, MFM Δf, MFM phase)")
         tip, cantilever = self.tip_fields.read()
         return Probe(heights=tuple(si(OPTIONS["heights"], h) for h in heights), sides=SIDE_CHOICES[self.side.value],
-                     outputs=outputs, tip=tip, cantilever=cantilever)
+                     outputs=outputs, tip=tip, cantilever=cantilever,
+                     tip_height_offset=self.tip_fields.height_offset())
 
     def _relaxation(self) -> Relaxation | None:
         if not self.relax.value:

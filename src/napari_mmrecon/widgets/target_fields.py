@@ -29,7 +29,8 @@ SEVERAL = "several targets: each image's measurement comes from its metadata"
 
 
 class MeasurementFields:
-    """Stray-field component or MFM image (tip, cantilever, quantity), height and side.
+    """Stray-field component or MFM image (tip, cantilever, quantity), height and side; an MFM
+    tip sits at the lift height plus the tip height offset (a calibrated tip's, ``TipFields``).
 
     ``widgets`` lists the input widgets in form order; ``read`` gives the measurement (SI),
     ``show`` fills the fields from one, ``update_visibility`` shows the fields of the chosen kind.
@@ -59,18 +60,30 @@ class MeasurementFields:
         if self.kind.value == "stray field":
             return StrayFieldMeasurement(height=height, side=side, component=self.component.value)
         tip, cantilever = self.tip_fields.read()
-        return MFMMeasurement(lift_height=height, side=side, tip=tip, cantilever=cantilever,
+        offset = self.tip_fields.height_offset()
+        if not height + offset > 0:
+            raise ValueError(f"the lift height {self.height_nm.value:g} nm plus the tip height offset "
+                             f"{self.tip_fields.height_offset_nm.value:g} nm puts the tip at or below the film")
+        return MFMMeasurement(lift_height=height + offset, side=side, tip=tip, cantilever=cantilever,
                               quantity=self.quantity.value)
 
-    def show(self, measurement) -> None:
-        """Fill the fields from a measurement (e.g. ``fit.measurement_from_metadata`` of a layer)."""
+    def show(self, measurement, tip_height_offset: float = 0.0) -> None:
+        """Fill the fields from a measurement (e.g. ``fit.measurement_from_metadata`` of a layer), an
+        MFM tip ``tip_height_offset`` (m) above its nominal lift height (``layer_tip_offset``)."""
         self.height_nm.value = shown(OPTIONS["height"], plane_distance(measurement))
         self.side.value = measurement.side
         if isinstance(measurement, StrayFieldMeasurement):
             self.kind.value, self.component.value = "stray field", measurement.component
             return
         self.kind.value, self.quantity.value = "MFM", measurement.quantity
-        self.tip_fields.show(measurement.tip, measurement.cantilever)
+        self.tip_fields.show(measurement.tip, measurement.cantilever, tip_height_offset)
+
+
+def layer_tip_offset(meta: dict) -> float:
+    """The tip height offset (m) an MFM layer's metadata records above its nominal height (a
+    calibrated tip's, ``layer_data``), else 0."""
+    offset = meta.get("tip_height_offset")
+    return float(offset) if isinstance(offset, (int, float)) and not isinstance(offset, bool) else 0.0
 
 
 class FilmFields:
@@ -199,7 +212,7 @@ class TargetImages:
         self.film.show(meta.get("grid") or {})
         measurement = measurement_from_metadata(meta)
         if len(layers) == 1 and measurement is not None:
-            self.measurement_fields.show(measurement)
+            self.measurement_fields.show(measurement, layer_tip_offset(meta))
 
     def read(self):
         """``(layers, images, grid, measurements)`` of the chosen targets: the images float64 ``(ny,

@@ -1,30 +1,44 @@
-"""The MFM tip and cantilever inputs shared by the simulator and the fit widgets."""
+"""The MFM tip and cantilever inputs shared by the simulator, the fit and the reconstruction widgets."""
 
 from __future__ import annotations
 
-from ..backend import Cantilever, PointDipoleTip, PointMonopoleTip
+from magicgui.widgets import PushButton
+from napari.utils.notifications import show_error
+
+from ..backend import Cantilever, PointDipoleTip, PointMonopoleTip, load_tip_calibration
 from ..workflows.options import OPTIONS
+from . import file_dialogs
 from .fields import field_for, parse_number, shown, si
 
 TIPS = ("point dipole", "point monopole")
+CALIBRATION_FILTER = "Tip calibration (*.json)"
 
 
 class TipFields:
-    """Tip model, its moment (A·m²) or charge (A·m), and the cantilever's k (N/m), f0 (kHz), Q,
-    as declared in ``workflows.options`` (defaults, units, help).
+    """Tip model, its moment (A·m²) or charge (A·m), its height offset above the nominal lift height
+    (nm) and the cantilever's k (N/m), f0 (kHz), Q, as declared in ``workflows.options`` (defaults,
+    units, help), and a "Load tip calibration..." button that fills them from a JSON file of the
+    "Tip calibration" dock or ``mmrecon calibrate-tip`` (``load``).
 
-    ``widgets`` lists the six input widgets in form order; ``read`` gives the backend objects (SI),
-    ``show`` fills the fields from them.
+    ``widgets`` lists the button and the seven input widgets in form order; ``read`` gives the backend
+    objects (SI), ``height_offset`` the offset (m), ``show`` fills the fields from them.
     """
 
     def __init__(self):
+        self.load_button = PushButton(text="Load tip calibration...", label="calibrated tip",
+                                      tooltip="fill the tip, its height offset and the cantilever from a tip "
+                                              "calibration's JSON file (Tip calibration dock, mmrecon calibrate-tip)")
         self.tip = field_for(OPTIONS["tip"], "tip", value=f"point {OPTIONS['tip'].default}", choices=TIPS)
         self.tip_moment = field_for(OPTIONS["tip_moment"], "tip moment")
         self.tip_charge = field_for(OPTIONS["tip_charge"], "tip charge")
+        self.height_offset_nm = field_for(OPTIONS["tip_height_offset"], "tip height offset")
+        self.height_offset_nm.step = 0.001  # pm steps and decimals: a calibration knows it to ~10 pm
         self.k = field_for(OPTIONS["k"], "spring constant k")
         self.f0_kHz = field_for(OPTIONS["f0"], "resonance f0")
         self.Q = field_for(OPTIONS["Q"], "quality factor Q")
-        self.widgets = [self.tip, self.tip_moment, self.tip_charge, self.k, self.f0_kHz, self.Q]
+        self.widgets = [self.load_button, self.tip, self.tip_moment, self.tip_charge, self.height_offset_nm, self.k,
+                        self.f0_kHz, self.Q]
+        self.load_button.changed.connect(self._choose_calibration)
 
     def read(self) -> tuple:
         """``(PointDipoleTip or PointMonopoleTip, Cantilever)``; ``ValueError`` naming a bad field."""
@@ -34,13 +48,38 @@ class TipFields:
             tip = PointMonopoleTip(charge=parse_number(self.tip_charge.value, self.tip_charge.label, positive=False))
         return tip, Cantilever(k=self.k.value, f0=si(OPTIONS["f0"], self.f0_kHz.value), Q=self.Q.value)
 
-    def show(self, tip, cantilever: Cantilever) -> None:
-        """Fill the fields from a tip and a cantilever (SI)."""
+    def height_offset(self) -> float:
+        """The tip's effective height above the nominal lift height (m)."""
+        return si(OPTIONS["tip_height_offset"], self.height_offset_nm.value)
+
+    def show(self, tip, cantilever: Cantilever, height_offset: float = 0.0) -> None:
+        """Fill the fields from a tip, a cantilever and the tip's height offset (SI)."""
         if isinstance(tip, PointDipoleTip):
             self.tip.value, self.tip_moment.value = "point dipole", f"{tip.moment:g}"
         else:
             self.tip.value, self.tip_charge.value = "point monopole", f"{tip.charge:g}"
+        self.height_offset_nm.value = shown(OPTIONS["tip_height_offset"], height_offset)
         self.k.value, self.f0_kHz.value, self.Q.value = cantilever.k, shown(OPTIONS["f0"], cantilever.f0), cantilever.Q
+
+    def load(self, path):
+        """Fill the fields from the ``TipCalibration`` saved at ``path`` and return it; ``ValueError``
+        naming the file for one that is not a calibration, or one of a dipole and a monopole (the MFM
+        model takes one point tip)."""
+        calibration = load_tip_calibration(path)
+        if calibration.model == "both":
+            raise ValueError(f"{path}: a calibration of both a dipole and a monopole; the MFM model takes one point "
+                             "tip: calibrate a dipole or a monopole")
+        self.show(calibration.tip, calibration.cantilever, calibration.height_offset)
+        return calibration
+
+    def _choose_calibration(self) -> None:
+        path = file_dialogs.open_path(self.load_button.native, "Load tip calibration", CALIBRATION_FILTER)
+        if path is None:
+            return
+        try:
+            self.load(path)
+        except ValueError as exc:
+            show_error(f"Load tip calibration: {exc}")
 
     def set_visible(self, visible: bool) -> None:
         """Show or hide the fields; of moment and charge only the chosen tip's."""

@@ -27,8 +27,11 @@ Both layers of one state hold equal dicts, so either is a complete input for lat
 ``kind == "image"`` adds ``quantity`` (``"Hx" "Hy" "Hz" "|H|" "frequency_shift" "phase"`` or a
 free name), ``unit`` (``"A/m"``, ``"Hz"``, ``"deg"``, ``""`` if unknown), ``pixel_size``
 ``[dy, dx]`` (m) and, for simulated images, ``side``, ``height`` (m), ``tip``
-(``tip.to_dict()``), ``cantilever`` (``Cantilever.to_dict()``: ``{"k" N/m, "f0" Hz, "Q"}``) and
-``relaxed`` (bool).
+(``tip.to_dict()``), ``cantilever`` (``Cantilever.to_dict()``: ``{"k" N/m, "f0" Hz, "Q"}``),
+``relaxed`` (bool) and, for MFM images of a tip that sits above the nominal ``height`` (a
+calibrated tip), ``tip_height_offset`` (m; the tip was at ``height + tip_height_offset``, which
+the docks' measurement fields read back, while ``fit.measurement_from_metadata`` and ``mmrecon``
+take the nominal height, to which ``--tip FILE`` adds the calibration's offset).
 
 Layers made by the parameter fit (``fit_layers``: the simulated image, the residual and the
 fitted magnetization) add ``fit``: ``workflows.fit.fit_record`` of the result (its
@@ -326,9 +329,12 @@ def simulated_image_metadata(result, image, source: str = "") -> dict:
     """The metadata entries (module docstring) of one image of a ``simulate.Simulation`` beyond
     its name, pixel size, quantity and unit: the film, the probe and whether it was relaxed."""
     probe = result.probe
-    return {"grid": result.grid, "material": result.material, "source": source, "side": image.side,
-            "height": image.height, "tip": probe.tip.to_dict(), "cantilever": probe.cantilever.to_dict(),
-            "relaxed": result.relax_info is not None}
+    entries = {"grid": result.grid, "material": result.material, "source": source, "side": image.side,
+               "height": image.height, "tip": probe.tip.to_dict(), "cantilever": probe.cantilever.to_dict(),
+               "relaxed": result.relax_info is not None}
+    if image.quantity in ("frequency_shift", "phase") and probe.tip_height_offset:
+        entries["tip_height_offset"] = probe.tip_height_offset
+    return entries
 
 
 def simulation_layers(result, source: str = "") -> list[tuple]:

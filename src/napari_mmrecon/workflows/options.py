@@ -128,6 +128,8 @@ _DECLARED = (
     Option("tip", "dipole", help="MFM tip model", kind=str, choices=("dipole", "monopole")),
     Option("tip_moment", 1e-16, "A m^2", "moment of a point-dipole tip", minimum=1e-22, maximum=1e-10),
     Option("tip_charge", 1e-9, "A m", "charge of a point-monopole tip, either sign", minimum=-1e-4, maximum=1e-4),
+    Option("tip_height_offset", 0.0, "m", "effective height of the tip above the nominal lift height (a calibrated "
+           "tip's), either sign", minimum=-1e-6, maximum=1e-6, **NM),
     Option("k", 3.0, "N/m", "cantilever spring constant", minimum=1e-4, maximum=1e4),
     Option("f0", 75e3, "Hz", "cantilever resonance frequency", minimum=1.0, maximum=1e8,
            display_unit="kHz", display_scale=1e-3),
