@@ -135,13 +135,15 @@ def test_bad_input_is_one_message_in_the_dock(calibrator, notes, tmp_path, monke
     assert "reference 'reference' has 16 x 32 pixels of 2 x 2 nm but the reference magnetization has 32 x 32 cells" \
         in widget.panel.status.value
     assert len(notes.errors()) == 3 and widget.result is None and widget.save(tmp_path / "x.json") is False
-    # a calibration of a dipole and a monopole is refused by the tip fields, which keep their values
+    # a calibration of a dipole and a monopole fills both fields and reads back as the combined tip
     both = TipCalibration(model="both", dipole=mm.PointDipoleTip(1e-16), monopole=mm.PointMonopoleTip(1e-9),
                           height_offset=1e-9, lift_height=LIFT)
     path = both.save(tmp_path / "both.json")
     assert json.loads(path.read_text())["model"] == "both"
     fit = FitWidget(viewer)
     monkeypatch.setattr(file_dialogs, "open_path", lambda *args: path)
-    moment = fit.tip_moment.value
     fit.tip_fields.load_button.native.click()
-    assert "a calibration of both a dipole and a monopole" in notes.errors()[-1] and fit.tip_moment.value == moment
+    assert len(notes.errors()) == 4 and fit.tip.value == "point dipole + monopole"
+    tip, _ = fit.tip_fields.read()
+    assert isinstance(tip, mm.PointDipoleMonopoleTip)
+    assert tip.dipole.moment == 1e-16 and tip.monopole.charge == 1e-9 and fit.tip_fields.height_offset() == 1e-9

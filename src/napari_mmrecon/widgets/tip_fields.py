@@ -5,17 +5,17 @@ from __future__ import annotations
 from magicgui.widgets import PushButton
 from napari.utils.notifications import show_error
 
-from ..backend import Cantilever, PointDipoleTip, PointMonopoleTip, load_tip_calibration
+from ..backend import Cantilever, PointDipoleMonopoleTip, PointDipoleTip, PointMonopoleTip, load_tip_calibration
 from ..workflows.options import OPTIONS
 from . import file_dialogs
 from .fields import field_for, parse_number, shown, si
 
-TIPS = ("point dipole", "point monopole")
+TIPS = ("point dipole", "point monopole", "point dipole + monopole")
 CALIBRATION_FILTER = "Tip calibration (*.json)"
 
 
 class TipFields:
-    """Tip model, its moment (A·m²) or charge (A·m), its height offset above the nominal lift height
+    """Tip model, its moment (A·m²) and/or charge (A·m), its height offset above the nominal lift height
     (nm) and the cantilever's k (N/m), f0 (kHz), Q, as declared in ``workflows.options`` (defaults,
     units, help), and a "Load tip calibration..." button that fills them from a JSON file of the
     "Tip calibration" dock or ``mmrecon calibrate-tip`` (``load``).
@@ -41,11 +41,15 @@ class TipFields:
         self.load_button.changed.connect(self._choose_calibration)
 
     def read(self) -> tuple:
-        """``(PointDipoleTip or PointMonopoleTip, Cantilever)``; ``ValueError`` naming a bad field."""
-        if self.tip.value == "point dipole":
-            tip = PointDipoleTip(moment=parse_number(self.tip_moment.value, self.tip_moment.label))
-        else:
-            tip = PointMonopoleTip(charge=parse_number(self.tip_charge.value, self.tip_charge.label, positive=False))
+        """``(PointDipoleTip, PointMonopoleTip or PointDipoleMonopoleTip, Cantilever)``; ``ValueError``
+        naming a bad field."""
+        dipole = monopole = None
+        if self.tip.value != "point monopole":
+            dipole = PointDipoleTip(moment=parse_number(self.tip_moment.value, self.tip_moment.label))
+        if self.tip.value != "point dipole":
+            monopole = PointMonopoleTip(charge=parse_number(self.tip_charge.value, self.tip_charge.label,
+                                                            positive=False))
+        tip = PointDipoleMonopoleTip(dipole, monopole) if dipole and monopole else dipole or monopole
         return tip, Cantilever(k=self.k.value, f0=si(OPTIONS["f0"], self.f0_kHz.value), Q=self.Q.value)
 
     def height_offset(self) -> float:
@@ -54,7 +58,10 @@ class TipFields:
 
     def show(self, tip, cantilever: Cantilever, height_offset: float = 0.0) -> None:
         """Fill the fields from a tip, a cantilever and the tip's height offset (SI)."""
-        if isinstance(tip, PointDipoleTip):
+        if isinstance(tip, PointDipoleMonopoleTip):
+            self.tip.value = "point dipole + monopole"
+            self.tip_moment.value, self.tip_charge.value = f"{tip.dipole.moment:g}", f"{tip.monopole.charge:g}"
+        elif isinstance(tip, PointDipoleTip):
             self.tip.value, self.tip_moment.value = "point dipole", f"{tip.moment:g}"
         else:
             self.tip.value, self.tip_charge.value = "point monopole", f"{tip.charge:g}"
@@ -63,12 +70,8 @@ class TipFields:
 
     def load(self, path):
         """Fill the fields from the ``TipCalibration`` saved at ``path`` and return it; ``ValueError``
-        naming the file for one that is not a calibration, or one of a dipole and a monopole (the MFM
-        model takes one point tip)."""
+        naming the file for one that is not a calibration."""
         calibration = load_tip_calibration(path)
-        if calibration.model == "both":
-            raise ValueError(f"{path}: a calibration of both a dipole and a monopole; the MFM model takes one point "
-                             "tip: calibrate a dipole or a monopole")
         self.show(calibration.tip, calibration.cantilever, calibration.height_offset)
         return calibration
 
@@ -85,5 +88,5 @@ class TipFields:
         """Show or hide the fields; of moment and charge only the chosen tip's."""
         for widget in self.widgets:
             widget.visible = visible
-        self.tip_moment.visible = visible and self.tip.value == "point dipole"
-        self.tip_charge.visible = visible and self.tip.value == "point monopole"
+        self.tip_moment.visible = visible and self.tip.value != "point monopole"
+        self.tip_charge.visible = visible and self.tip.value != "point dipole"
