@@ -130,6 +130,7 @@ def test_bad_input_is_one_line_and_exit_2(targets, tmp_path, capsys):
         ([top, "--fit", "Ms", "Ms"], "fit names a parameter twice"),
         ([top, bottom, "--fit", "Ku"], "a joint fit of the material takes one image and the bias method"),
         ([top, "--method", "energy", "--fit", "Ku"], "a joint fit of the material takes one image"),
+        ([top, "--row-offsets"], "an offset per scan line (row offsets) takes method 'energy' or 'energy-relaxed'"),
         ([top, bottom, "--height", "1e-8"], "--height describes one target: with several targets each file's"),
         ([top, bare], "bare.tif: give --height (m)"),
         ([top, str(tmp_path / "small.tif")], "small.tif has 32 x 32 pixels of 1 x 1 nm but"),
@@ -159,7 +160,7 @@ def test_help_names_the_options_with_units_and_defaults(capsys, monkeypatch):
         main(["reconstruct", "--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    for part in ("--method {bias,energy,fourier}", "--init {uniform,estimate,unet}", "--fit {Ms,A,Ku,D,height,offset,gain}",
+    for part in ("--method {bias,energy,energy-relaxed,fourier}", "--row-offsets", "--init {uniform,estimate,unet}", "--fit {Ms,A,Ku,D,height,offset,gain}",
                  "outer iterations of the reconstruction over all its stages (default 100)",
                  "--m0 M0", "--max-iter", "--noise NOISE", "--discrepancy DISCREPANCY", "--bias-strength",
                  "saturation magnetization (A/m, default: from the input file, else 580000)",

@@ -40,7 +40,8 @@ FIT_MEASUREMENT = ("pixel_size", "measurement", "height", "side", "component", "
 FIT = ("fit", "bias", "bias_strength", "optimizer", "max_iter", "relax_tol")
 MEASUREMENT_FLAGS = FIT_MEASUREMENT[1:-2]
 """The flags that describe how a target was measured (not its pixel size or film)."""
-RECONSTRUCT = ("method", "init", "reconstruct_fit", "bias_strength", "noise", "discrepancy", "reconstruct_max_iter")
+RECONSTRUCT = ("method", "init", "reconstruct_fit", "bias_strength", "noise", "discrepancy", "reconstruct_max_iter",
+               "row_offsets")
 RUN = ("device", "threads", "quiet", "overwrite")
 TRAIN = ("epochs", "batch_size", "lr", "train_seed", "train_device")
 OVF_SUFFIXES = (".ovf", ".omf")
@@ -900,7 +901,7 @@ def _reconstruct(args) -> int:
     material = _material(targets[0].truth, args)
     options = ReconstructOptions(method=args.method, init=args.init, fit=tuple(args.reconstruct_fit or ()),
                                  bias_strength=args.bias_strength, noise=args.noise, discrepancy=args.discrepancy,
-                                 max_iter=args.reconstruct_max_iter,
+                                 max_iter=args.reconstruct_max_iter, row_offsets=args.row_offsets,
                                  external_field=(0.0, 0.0, args.field) if args.field else None)
     _check_options(args)
     out = Path(args.out)

@@ -95,6 +95,7 @@ class ReconstructWidget(Container):
                                        "from each image")
         self.discrepancy = field_for(OPTIONS["discrepancy"], "discrepancy factor")
         self.max_iter = field_for(OPTIONS["reconstruct_max_iter"], "max iterations")
+        self.row_offsets = field_for(OPTIONS["row_offsets"], "offset per scan line")
         self.replace = CheckBox(value=False, text="replace earlier result layers")
         self.panel = JobPanel(TITLE, prepare=self._prepare, run_text="Reconstruct")
         self.summary = Label(value="")
@@ -107,7 +108,7 @@ class ReconstructWidget(Container):
                 Section("Film", self.film.widgets),
                 Section("Material", [self.material_from, *self.material_fields.rows]),
                 Section("Reconstruction", [self.method, self.start, self.bias_strength, self.noise,
-                                           self.discrepancy, self.max_iter, self.replace]),
+                                           self.discrepancy, self.max_iter, self.row_offsets, self.replace]),
                 self.panel,
                 Section("Result", [self.summary], labels=False),
             ],
@@ -142,6 +143,7 @@ class ReconstructWidget(Container):
         method = self.method.value
         self.bias_strength.visible = method == "bias"
         self.start.visible = self.discrepancy.visible = self.max_iter.visible = method != "fourier"
+        self.row_offsets.visible = method in ("energy", "energy-relaxed")
 
     def _fill_material(self) -> None:
         layer = self.material_from.value
@@ -160,7 +162,8 @@ class ReconstructWidget(Container):
         return ReconstructOptions(method=self.method.value, init=start if isinstance(start, str) else "estimate",
                                   fit=self.material_fields.names(), bias_strength=self.bias_strength.value,
                                   noise=self.noise.value or None, discrepancy=self.discrepancy.value,
-                                  max_iter=self.max_iter.value)
+                                  max_iter=self.max_iter.value,
+                                  row_offsets=self.row_offsets.value and self.row_offsets.visible)
 
     def _prepare(self) -> Task:
         layers, images, grid, measurements = self.target_images.read()

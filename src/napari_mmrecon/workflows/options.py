@@ -174,7 +174,7 @@ _DECLARED = (
     Option("fixed_height", False, help="keep the nominal lift height (do not fit the tip's effective height offset)",
            kind=bool),
     # texture reconstruction
-    Option("method", "bias", help="reconstruction method: bias field, energy penalty or Fourier inversion", kind=str,
+    Option("method", "bias", help="reconstruction method: bias field, energy penalty, energy penalty then relaxed with its domains held, or Fourier inversion", kind=str,
            choices=METHODS),
     Option("init", "estimate", help="start of the reconstruction: a texture estimated from the image, uniform, or the U-Net's "
                                        "prediction (the hybrid, for the weak side)",
@@ -188,6 +188,9 @@ _DECLARED = (
                                             "noise", minimum=1e-3, maximum=1e3),
     Option("reconstruct_max_iter", 100, help="outer iterations of the reconstruction over all its stages", kind=int,
            minimum=1, maximum=100_000, cli="max_iter"),
+    Option("row_offsets", False, help="every scan line (image row) has its own unknown offset, as a measured image "
+                                      "has around scan-line jumps: profiled out of the misfit (methods energy and "
+                                      "energy-relaxed)", kind=bool),
     # synthetic dataset
     Option("samples", None, help="number of samples of the dataset: more than it holds appends to it", kind=int,
            minimum=1, maximum=100_000_000, cli="n"),

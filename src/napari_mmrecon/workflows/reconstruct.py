@@ -30,6 +30,7 @@ import numpy as np
 
 from ..backend import Grid, Material, reconstruct_texture
 from ..backend.forward.measurement import check_measurement, plane_distance
+from ..backend.inverse.held_equilibrium import HOLD_ITERATIONS, REPORT_EVERY
 from ..backend.inverse.parameter_fit import MATERIAL_PARAMETERS, check_physical, check_target
 from .fit import check_start, check_unit
 from .jobs import Job, Progress, relay_snapshots
@@ -40,13 +41,14 @@ from .options import OPTIONS, check
 class ReconstructOptions:
     """How to reconstruct (the arguments of ``backend.reconstruct_texture`` besides the data).
 
-    ``method``: "bias", "energy" or "fourier"; ``init``: "estimate" or "uniform" (a given starting
+    ``method``: "bias", "energy", "energy-relaxed" or "fourier"; ``init``: "estimate" or "uniform" (a given starting
     magnetization, the ``m0`` of ``reconstruct``, replaces it); ``fit``: material parameters (and
     "height") fitted jointly, none by default; ``bias_strength``: the start bias in units of the
     anisotropy field ``2 Ku / (mu0 Ms)``; ``noise``: the images' noise level in their units, None
     to estimate it from each image; ``discrepancy``: stop once the residual RMS is at most this
     times the noise; ``max_iter``: outer iterations over all stages; ``external_field``: a uniform
-    applied field H (A/m, 3-vector) or None. The defaults are the declared ones of ``options``.
+    applied field H (A/m, 3-vector) or None; ``row_offsets``: an unknown offset per image row,
+    profiled out (energy methods). The defaults are the declared ones of ``options``.
     """
 
     method: str = OPTIONS["method"].default
@@ -57,17 +59,21 @@ class ReconstructOptions:
     discrepancy: float = OPTIONS["discrepancy"].default
     max_iter: int = OPTIONS["reconstruct_max_iter"].default
     external_field: tuple | None = None
+    row_offsets: bool = OPTIONS["row_offsets"].default
 
     def to_dict(self) -> dict:
         """The options as plain values (the ``options`` entry of ``reconstruction_record``)."""
         return {"method": self.method, "init": self.init, "fit": list(self.fit), "bias_strength": self.bias_strength,
                 "noise": self.noise, "discrepancy": self.discrepancy, "max_iter": self.max_iter,
-                "external_field": None if self.external_field is None else list(self.external_field)}
+                "external_field": None if self.external_field is None else list(self.external_field),
+                "row_offsets": self.row_offsets}
 
     @property
     def most_iterations(self) -> int:
-        """Outer iterations the reconstruction may take: ``max_iter``, per texture stage of a joint fit."""
-        return self.max_iter * (2 if self.fit else 1)
+        """Progress reports the reconstruction may make: ``max_iter`` outer iterations per texture stage
+        of a joint fit, and for ``"energy-relaxed"`` one more per ``REPORT_EVERY`` relaxation iterations."""
+        relaxation = HOLD_ITERATIONS // REPORT_EVERY if self.method == "energy-relaxed" else 0
+        return self.max_iter * (2 if self.fit else 1) + relaxation
 
 
 @dataclass
@@ -142,6 +148,9 @@ def validate(targets, grid: Grid, measurements, material: Material, options: Rec
         raise ValueError(f"fit names a parameter twice: {' '.join(fitted)}")
     if fitted and (len(checked) > 1 or options.method != "bias"):
         raise ValueError("a joint fit of the material takes one image and the bias method")
+    if options.row_offsets and options.method not in ("energy", "energy-relaxed"):
+        raise ValueError(f"an offset per scan line (row offsets) takes method 'energy' or 'energy-relaxed', "
+                         f"not {options.method!r}")
     for key, name in (("bias_strength", "bias_strength"), ("noise", "noise"), ("discrepancy", "discrepancy"),
                       ("max_iter", "reconstruct_max_iter")):
         check(name, getattr(options, key))
@@ -253,11 +262,11 @@ def reconstruct(targets, grid: Grid, measurements, material: Material,
                                    init=options.init if m0 is None else np.asarray(m0, dtype=float),
                                    method=options.method, fit=tuple(options.fit), bias_strength=options.bias_strength,
                                    noise=options.noise, discrepancy=options.discrepancy, max_iter=options.max_iter,
-                                   external_field=options.external_field, pixel_size=pixel_size, progress=progress,
-                                   cancel=cancel)
+                                   external_field=options.external_field, pixel_size=pixel_size,
+                                   row_offsets=options.row_offsets, progress=progress, cancel=cancel)
 
     start = {"bias": "relaxing the start under its bias field", "energy": "starting from the image",
-             "fourier": "Fourier inversion"}[options.method]
+             "energy-relaxed": "starting from the image", "fourier": "Fourier inversion"}[options.method]
     yield Progress(0, most, f"reconstruction: {start}")
     result = yield from relay_snapshots(call, cancel, lambda snapshot: Progress(min(snapshot.iteration, most), most, _describe(snapshot, most)))
     yield Progress(most, most, f"reconstruction: {result.message}")

@@ -38,8 +38,19 @@ class EnergyOutcome:
     status: str
 
 
+def with_row_offsets(simulated, target):
+    """``simulated`` plus each row's mean of ``target - simulated`` (arrays or tensors ``(..., ny, nx)``):
+    the model image with every scan line's unknown offset profiled out, so that
+    ``with_row_offsets(S, T) - T`` is ``S - T`` with each row's mean removed."""
+    difference = target - simulated
+    if isinstance(difference, torch.Tensor):
+        return simulated + difference.mean(dim=-1, keepdim=True)
+    return simulated + difference.mean(axis=-1, keepdims=True)
+
+
 def energy_reconstruction(images, measurements, grid: Grid, values: dict, m_start: torch.Tensor, goal: float,
-                          weights, max_iter: int, external_field, Ku_axis, cancel, progress, history: list):
+                          weights, max_iter: int, external_field, Ku_axis, cancel, progress, history: list,
+                          row_offsets: bool = False):
     """Minimize misfit + ``w`` energy over unit vectors for each ``w`` of ``weights`` (largest first)
     until the normalized misfit reaches ``goal``.
 
@@ -62,6 +73,9 @@ def energy_reconstruction(images, measurements, grid: Grid, values: dict, m_star
     progress : callable(ReconstructionProgress), optional
     history : list
         The best loss after each iteration is appended.
+    row_offsets : bool
+        Every image row has its own unknown offset (``with_row_offsets``); the misfit is normalized
+        by the power of the images with their row means removed.
 
     Returns
     -------
@@ -72,12 +86,14 @@ def energy_reconstruction(images, measurements, grid: Grid, values: dict, m_star
     material = Material(Ms=values["Ms"], A=values["A"], Ku=values["Ku"], D=values["D"], Ku_axis=Ku_axis)
     model = EnergyModel(grid, material, external_field=external_field)
     targets = grid.tensor(images)
-    scale = (targets ** 2).mean(dim=(-2, -1), keepdim=True) ** -0.5 / (targets[0].numel() * len(images)) ** 0.5
+    signal = targets - targets.mean(dim=-1, keepdim=True) if row_offsets else targets
+    scale = (signal ** 2).mean(dim=(-2, -1), keepdim=True) ** -0.5 / (targets[0].numel() * len(images)) ** 0.5
     Ms = values["Ms"]
     density = MU0 * float((Ms ** 2).mean()) / 2 * grid.nx * grid.ny * grid.nz * grid.cell_volume
 
     def simulate(m):
-        return torch.stack([simulate_image(meas, m, grid, Ms) for meas in measurements])
+        images = torch.stack([simulate_image(meas, m, grid, Ms) for meas in measurements])
+        return with_row_offsets(images, targets) if row_offsets else images
 
     def misfit_of(m):
         return (((simulate(m) - targets) * scale) ** 2).sum()
