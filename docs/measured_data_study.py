@@ -168,12 +168,41 @@ NOMINAL = {"Ms": 1.1e6, "A": 1.5e-11, "Ku": 1.3e6, "D": 2.2e-3}
 such stacks (25 %, 0.5 % and 15 % low)."""
 STEPS = [{"step": "align_rows", "method": "median"}, {"step": "remove_outliers", "threshold": 8.0},
          {"step": "plane"}]
-"""The preparation: scan-line jumps, then spikes, then the tilt."""
+"""The preparation: scan-line jumps, then spikes, then the tilt. What row alignment leaves (each row
+shifted by its own median, which depends on the skyrmions it crosses) the reconstruction's offset per
+scan line (``row_offsets``) takes up."""
+PASSES = 2
+"""Reconstructions at a refined gain: the gain from the film's edges, then from the texture's image."""
+CELL_CELLS, CELL_COUNT = 42, 4
+"""The material fit: ``CELL_COUNT`` periodic cells of ``CELL_CELLS``^2 pixels (168 nm, about the
+area per skyrmion of the lattice), each around one skyrmion near the film's centre."""
 
 
-def analyse_file(path: Path, channel: str, lift_height: float | None) -> dict:
-    """From one instrument file to skyrmions and a texture (see the module docstring); figures and
-    numbers into ``OUT``. ``lift_height`` serves a file that does not state its own."""
+def row_centred(image: np.ndarray) -> np.ndarray:
+    """``image (ny, nx)`` with each row's mean removed."""
+    return image - image.mean(axis=-1, keepdims=True)
+
+
+def linear_gain(image: np.ndarray, model: np.ndarray) -> float:
+    """The gain ``g`` of ``image = g model + offset per row`` by least squares (row offsets profiled out)."""
+    a, b = row_centred(model), row_centred(image)
+    return float((a * b).sum() / (a * a).sum())
+
+
+def nominal_film(shape: tuple, pixel_size: tuple, pbc: bool = False) -> tuple[mm.Grid, mm.Material]:
+    """The grid of an image ``shape (ny, nx)`` with ``pixel_size (dy, dx)`` and the nominal effective layer."""
+    stack = mm.Multilayer(magnetic_thickness=STACK["magnetic_thickness"], spacer_thickness=STACK["spacer_thickness"],
+                          repeats=STACK["repeats"], **NOMINAL)
+    material, thickness = mm.effective_layer(stack)
+    (ny, nx), (dy, dx) = shape, pixel_size
+    return mm.Grid(nx=nx, ny=ny, nz=1, dx=dx, dy=dy, dz=thickness, pbc=pbc), material
+
+
+def file_to_texture(path: Path, channel: str, lift_height: float | None, log=print) -> dict:
+    """From one instrument file to a texture: read, prepare (recorded), the gain from the film's
+    edges, then ``PASSES`` reconstructions (``"energy-relaxed"``, offset per scan line, the applied
+    field known), each at the gain refitted on the last texture's image. Returns what the figures
+    and the record need."""
     from napari_mmrecon.backend.inverse.bias import perpendicular_estimate
     from napari_mmrecon.backend.measured.preparation import prepare_image
     from napari_mmrecon.io.instrument import read_instrument
@@ -183,40 +212,163 @@ def analyse_file(path: Path, channel: str, lift_height: float | None) -> dict:
     contents = read_instrument(path)
     measured = read_measured(path, channel)
     prepared = prepare_image(measured.data, measured.pixel_size, STEPS, measured.quantity, measured.unit)
-    lift = measured.lift_height or lift_height
-    stack = mm.Multilayer(magnetic_thickness=STACK["magnetic_thickness"], spacer_thickness=STACK["spacer_thickness"],
-                          repeats=STACK["repeats"], **NOMINAL)
-    material, thickness = mm.effective_layer(stack)
-    ny, nx = prepared.image.shape
-    dy, dx = prepared.pixel_size
-    grid = mm.Grid(nx=nx, ny=ny, nz=1, dx=dx, dy=dy, dz=thickness)
+    grid, material = nominal_film(prepared.image.shape, prepared.pixel_size)
     cantilever = mm.Cantilever(**{**mm.Cantilever().to_dict(), **measured.cantilever})
-    measurement = mm.MFMMeasurement(lift_height=lift, cantilever=cantilever, quantity=prepared.quantity)
-    estimate = perpendicular_estimate(prepared.image, grid, measurement, float(material.Ms))
-    gain = estimate.background  # the film's edges are saturated background (m_z = 1) in the truth
-    read_s = time.perf_counter() - started
-    rec = mm.reconstruct_texture(prepared.image / gain, grid, material, measurement, method="energy", max_iter=20)
-    total_s = time.perf_counter() - started
+    measurement = mm.MFMMeasurement(lift_height=measured.lift_height or lift_height, cantilever=cantilever,
+                                    quantity=prepared.quantity)
+    gains = [perpendicular_estimate(prepared.image, grid, measurement, float(material.Ms)).background]
+    times = {"read and prepare": time.perf_counter() - started}
+    init, rec = "estimate", None
+    for number in range(PASSES):
+        rec = mm.reconstruct_texture(prepared.image / gains[-1], grid, material, measurement, method="energy-relaxed",
+                                     init=init, max_iter=20, row_offsets=True, external_field=(0.0, 0.0, FIELD))
+        own = np.asarray(measurement.simulate(rec.m, grid, material.Ms))
+        gains.append(linear_gain(prepared.image, own))
+        init = rec.m
+        times[f"pass {number + 1}"] = time.perf_counter() - started - sum(times.values())
+        log(f"  pass {number + 1}: {rec.message}; gain {gains[-1]:.4f}")
+    times["total"] = time.perf_counter() - started
+    row_offsets = (rec.simulated - own)[:, 0] * gains[-2]  # the last pass's image was prepared / gains[-2]
+    return {"contents": contents, "measured": measured, "prepared": prepared, "grid": grid, "material": material,
+            "measurement": measurement, "gains": gains, "rec": rec, "own": own, "row_offsets": row_offsets,
+            "times": times}
+
+
+def skyrmion_cells(m: np.ndarray, grid: mm.Grid, count: int = CELL_COUNT, size: int = CELL_CELLS) -> list:
+    """``count`` windows ``(y0, x0)`` of ``size``^2 pixels, each centred on one skyrmion of ``m``, the
+    skyrmions nearest the film's centre."""
+    found = find_skyrmions(m, grid)
+    centres = np.asarray(found.centers) / np.array([grid.dx, grid.dy])
+    middle = np.array([grid.nx, grid.ny]) / 2
+    order = np.argsort(np.hypot(*(centres - middle).T))[:count]
+    return [(int(round(centres[i, 1])) - size // 2, int(round(centres[i, 0])) - size // 2) for i in order]
+
+
+def fit_material(image: np.ndarray, m: np.ndarray, measurement, pixel_size: tuple, log=print):
+    """The material from ``CELL_COUNT`` periodic skyrmion cells of ``image`` (row offsets removed,
+    divided by the gain), the texture ``m`` their start: one material, one image gain and offset for
+    all cells, fitted jointly (``fit_field_series`` at one field), A, Ku, D free, Ms known."""
+    grid, material = nominal_film((CELL_CELLS, CELL_CELLS), pixel_size, pbc=True)
+    cells = skyrmion_cells(m, nominal_film(image.shape, pixel_size)[0])
+    windows = [(slice(y0, y0 + CELL_CELLS), slice(x0, x0 + CELL_CELLS)) for y0, x0 in cells]
+    started = time.perf_counter()
+    fit = mm.fit_field_series(np.stack([image[w] for w in windows]), grid, measurement, [FIELD] * len(windows),
+                              material, fit=("A", "Ku", "D", "gain", "offset"),
+                              m0=np.stack([m[:, w[0], w[1]] for w in windows]), max_iter=30,
+                              progress=lambda snapshot: log(f"  material fit: {time.perf_counter() - started:.0f} s"))
+    return fit, cells, time.perf_counter() - started
+
+
+def best_determined(fit, names=("A", "Ku", "D")) -> tuple[np.ndarray, float]:
+    """The combination ``prod p_i^{w_i}`` of ``names`` (exponents ``w``, unit length) that the fit knows
+    best, and its relative 1-sigma: the covariance's smallest eigenvector in log-parameters."""
+    index = [fit.names.index(n) for n in names]
+    sigma = np.array([fit.uncertainty[n] / fit.values[n] for n in names])
+    correlation = np.asarray(fit.correlation)[np.ix_(index, index)]
+    covariance = correlation * np.outer(sigma, sigma)
+    values, vectors = np.linalg.eigh(covariance)
+    w = vectors[:, 0] * np.sign(vectors[np.argmax(np.abs(vectors[:, 0])), 0])
+    return w, float(np.sqrt(values[0]))
+
+
+def analyse_file(path: Path, channel: str, lift_height: float | None, material_fit: bool) -> dict:
+    """From one instrument file to skyrmions, a texture and (``material_fit``) the material; figures
+    and numbers into ``OUT``. ``lift_height`` serves a file that does not state its own."""
+    out = file_to_texture(path, channel, lift_height)
+    rec, grid = out["rec"], out["grid"]
     m_true, true_grid, true_material = film()
     metrics = mm.texture_metrics(rec.m, m_true, grid)
     found, true = find_skyrmions(rec.m, grid), find_skyrmions(m_true, true_grid)
-    record = {"file": path.name, "format": contents.format, "channel": measured.channel,
-              "missing": contents.missing, "lift_height": lift, "cantilever": cantilever.to_dict(),
-              "steps": prepared.steps, "gain_estimate": gain, "read_prepare_s": read_s, "file_to_texture_s": total_s,
-              "reconstruction": rec.message, "iterations": rec.iterations, "metrics": metrics.to_dict(),
+    truth = json.loads((OUT / "truth.json").read_text())
+    true_image = mm.MFMMeasurement(lift_height=LIFT, tip=TIP, cantilever=CANTILEVER,
+                                   quantity=out["measurement"].quantity).simulate(m_true, true_grid, true_material.Ms)
+    gain_true = linear_gain(np.asarray(true_image),
+                            np.asarray(out["measurement"].simulate(m_true, true_grid, true_material.Ms)))
+    record = {"file": path.name, "format": out["contents"].format, "channel": out["measured"].channel,
+              "missing": out["contents"].missing, "lift_height": out["measurement"].lift_height,
+              "cantilever": out["measurement"].cantilever.to_dict(), "steps": out["prepared"].steps,
+              "gains": out["gains"], "gain_true": gain_true, "times_s": out["times"],
+              "reconstruction": rec.message, "metrics": metrics.to_dict(),
               "skyrmions_found": len(found.radii), "skyrmions_true": len(true.radii),
-              "radius_mean_nm": float(found.radii.mean() * 1e9), "radius_true_mean_nm": float(true.radii.mean() * 1e9)}
-    np.save(OUT / f"{path.stem}_{path.suffix[1:]}_m.npy", rec.m.astype(np.float32))
-    np.save(OUT / f"{path.stem}_{path.suffix[1:]}_prepared.npy", prepared.image.astype(np.float32))
+              "radius_mean_nm": float(found.radii.mean() * 1e9), "radius_std_nm": float(found.radii.std() * 1e9),
+              "radius_true_mean_nm": float(true.radii.mean() * 1e9), "radius_true_std_nm": float(true.radii.std() * 1e9)}
+    stem = f"{path.stem}_{path.suffix[1:]}"
+    np.save(OUT / f"{stem}_m.npy", rec.m.astype(np.float32))
+    if material_fit:
+        corrected = (out["prepared"].image - out["row_offsets"][:, None]) / out["gains"][-1]
+        fit, cells, seconds = fit_material(corrected, rec.m, out["measurement"], out["prepared"].pixel_size)
+        exponents, sigma = best_determined(fit)
+        true_values = truth["material"]
+        combination = lambda values: float(np.prod([values[n] ** w for n, w in zip(("A", "Ku", "D"), exponents)]))
+        record["material"] = {
+            "cells": cells, "seconds": seconds, "message": fit.message,
+            "values": {n: float(fit.values[n]) for n in ("A", "Ku", "D", "gain", "offset")},
+            "uncertainty": {n: float(fit.uncertainty[n]) for n in ("A", "Ku", "D", "gain", "offset")},
+            "truth": {n: true_values[n] for n in ("A", "Ku", "D")},
+            "gain_total": float(fit.values["gain"] * out["gains"][-1]),
+            "gain_total_sigma": float(fit.uncertainty["gain"] * out["gains"][-1]),
+            "correlation": np.asarray(fit.correlation).tolist(), "names": list(fit.names),
+            "best_combination": {"exponents": dict(zip(("A", "Ku", "D"), exponents.tolist())),
+                                 "relative_sigma": sigma, "fitted": combination(fit.values),
+                                 "true": combination(true_values)}}
+        np.save(OUT / f"{stem}_cells.npy", np.asarray(fit.m, dtype=np.float32))
+    figures(path, out, record, m_true, found, true)
     (OUT / f"analysis_{path.suffix[1:]}.json").write_text(json.dumps(record, indent=1, default=float))
     print(json.dumps(record, indent=1, default=float))
     return record
 
 
+def figures(path: Path, out: dict, record: dict, m_true: np.ndarray, found, true) -> None:
+    """One picture per step: the file's channel, the prepared image, the texture and its residual, a
+    zoom of texture and truth with in-plane arrows, and the radius histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid, rec = out["grid"], out["rec"]
+    extent = (0, grid.nx * grid.dx * 1e6, 0, grid.ny * grid.dy * 1e6)
+    unit = out["measured"].unit
+    fig, axes = plt.subplots(2, 3, figsize=(15, 9.5), constrained_layout=True)
+    panels = [(out["measured"].data, f"1. read: {out['measured'].channel} ({unit})", "gray"),
+              (out["prepared"].image, f"2. prepared ({out['prepared'].unit}): rows, outliers, plane", "gray"),
+              (rec.m[0, ..., 2], "3. texture m_z (energy-relaxed, 2 passes)", "RdBu_r"),
+              (rec.residual * out["gains"][-1], f"4. residual ({out['prepared'].unit})", "gray")]
+    for ax, (image, title, cmap) in zip(axes.flat, panels):
+        shown = ax.imshow(image, origin="lower", extent=extent, cmap=cmap)
+        ax.set_title(title)
+        ax.set_xlabel("x (um)")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+    ax = axes.flat[4]
+    window = slice(200, 300)
+    for m, colour, label in ((rec.m, "k", "reconstructed"), (m_true, "tab:orange", "truth")):
+        step = 5
+        y, x = np.mgrid[window, window][:, ::step, ::step] * grid.dx * 1e9
+        ax.quiver(x, y, m[0, window, window, 0][::step, ::step], m[0, window, window, 1][::step, ::step], color=colour,
+                  scale=25, width=0.003, label=label)
+    ax.imshow(rec.m[0, window, window, 2], origin="lower", cmap="RdBu_r", alpha=0.5,
+              extent=(200 * grid.dx * 1e9, 300 * grid.dx * 1e9, 200 * grid.dy * 1e9, 300 * grid.dy * 1e9))
+    ax.set_title(f"5. zoom: in-plane m (angle error {record['metrics']['angle_error']:.1f} deg overall)")
+    ax.set_xlabel("x (nm)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax = axes.flat[5]
+    bins = np.linspace(30, 60, 31)
+    ax.hist(true.radii * 1e9, bins, alpha=0.6, label=f"truth: {len(true.radii)}, {true.radii.mean() * 1e9:.1f} nm")
+    ax.hist(found.radii * 1e9, bins, histtype="step", lw=2, color="k",
+            label=f"found: {len(found.radii)}, {found.radii.mean() * 1e9:.1f} nm")
+    ax.set_xlabel("skyrmion radius (nm)")
+    ax.set_title("6. radii (m_z = 0 contour)")
+    ax.legend()
+    fig.suptitle(f"{path.name}: from the file to the texture in {record['times_s']['total']:.0f} s on 2 cores")
+    fig.savefig(OUT / f"steps_{path.suffix[1:]}.png", dpi=80)
+    plt.close(fig)
+
+
 def analyse() -> None:
-    """Both files: the .gwy (phase, no lift height: the lab book's 30 nm) and the .sxm (frequency shift)."""
-    analyse_file(OUT / "film.gwy", "MFM phase", LIFT)
-    analyse_file(OUT / "film.sxm", "Frequency_Shift (forward)", None)
+    """Both files: the .gwy (phase, no lift height: the lab book's 30 nm) with the material fit, and
+    the .sxm (frequency shift)."""
+    analyse_file(OUT / "film.gwy", "MFM phase", LIFT, material_fit=True)
+    analyse_file(OUT / "film.sxm", "Frequency_Shift (forward)", None, material_fit=False)
 
 
 def main() -> None:
