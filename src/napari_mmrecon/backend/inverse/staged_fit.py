@@ -150,9 +150,8 @@ def relax_first(run: StagedRun, stages: list, theta: torch.Tensor, m_start: torc
     ``keeps(evaluation)`` (or None) says whether a relaxed state still shows every skyrmion of the
     start; where not, the warm start goes back to ``m_start``. ``boosted(stages, boost)`` returns the
     stages with the first stage's bias at ``boost`` times its own (default: every biased stage
-    ``doubled``). Returns
-    ``(first evaluation, stages, boost)``; ``ValueError`` where even ``MAX_START_BIAS_SCALE`` does
-    not hold the start."""
+    ``doubled``). Returns ``(first evaluation, stages, boost)``; ``ValueError`` where even
+    ``MAX_START_BIAS_SCALE`` times ``bias_strength`` does not hold the start."""
     boost = 1.0
     while True:
         try:
