@@ -114,7 +114,7 @@ def _problem(name: str):
 
 def time_fit(n, optimizer: str = "project", start=START) -> dict:
     import napari_mmrecon as mm
-    from napari_mmrecon.backend.inverse import parameter_fit as fitting
+    from napari_mmrecon.backend.inverse import staged_fit as fitting
 
     grid, material, measurement, target = _problem(str(n))
     init = material.replace(**{k: MATERIAL[k] * f for k, f in zip(("Ms", "A", "Ku", "D"), start)})

@@ -9,11 +9,12 @@ leaves a shallow valley along a common scaling of A, Ku and D (a skyrmion's size
 along it); how the size follows the applied field depends on them in another combination (the
 Zeeman energy scales with Ms H, not with A, Ku or D), so a series narrows that valley.
 
-The machinery is ``parameter_fit``'s: the same parameters and bounds, skyrmions held where each
-image has them (each image's centres are its own parameters), the bias shaped from each image and
-lowered stage by stage to none, Levenberg-Marquardt with tangent solves, the stationarity test, and
-uncertainties from the joint Gauss-Newton Hessian with the centres marginalized. ``SeriesObjective``
-presents the ``n`` single-image objectives to the optimizer as one. Each image has its own noise;
+The machinery is ``fit_parameters``'s, its stage loop shared (``staged_fit``): the same parameters
+and bounds, skyrmions held where each image has them (each image's centres are its own
+parameters), the bias shaped from each image and lowered stage by stage to none,
+Levenberg-Marquardt with tangent solves, the stationarity test, and uncertainties from the joint
+Gauss-Newton Hessian with the centres marginalized. ``SeriesObjective`` presents the ``n``
+single-image objectives to the optimizer and to the stage loop as one. Each image has its own noise;
 the covariance is the sandwich ``A^+ (sum_i s_i^2 J_i^T J_i) A^+`` (``A = J^T J`` of the normalized
 residual actually minimized, ``s_i`` image i's residual level), which is ``s^2 A^+`` when all images
 are alike.
@@ -29,21 +30,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..forward.measurement import check_measurement, plane_distance, with_plane_distance
 from ..physics.analysis import topological_charge
 from ..physics.grid import Grid, Material
 from ..solvers.equilibrium import EquilibriumSettings
 from .bias import perpendicular_estimate
 from .fit_state import FitState
-from .objective import MATERIAL_PARAMETERS, Evaluation, FitCancelled, Objective
-from .optimizers import GRADIENT_TOL, StageOutcome
-from .parameter_fit import (DEFAULT_BIAS, DEFAULT_BIAS_STRENGTH, FITTABLE, MAX_BIAS_INSERTIONS, MAX_RELAX_ITERATIONS,
-                            MAX_START_BIAS_SCALE, PHYSICAL_RANGES, PIN_STIFFNESS, BIASED_STAGE_ITERATIONS,
-                            ConfigurationLost, Stage, _bias, _check_start_pattern, _ending, _explains, _Fit,
-                            _lost_start_message, _parameters, _scalar_material, _starting_state, _test,
-                            _uncertainties, check_physical, check_target, image_noise, schedule)
+from .objective import MATERIAL_PARAMETERS, Evaluation, Objective
+from .parameter_fit import (DEFAULT_BIAS, DEFAULT_BIAS_STRENGTH, PHYSICAL_RANGES, PIN_STIFFNESS, _bias, _check_budget,
+                            _check_setup, _check_start_pattern, _explains, _fitted_names, _parameters, _start_values,
+                            _starting_state, check_target, image_noise)
 from .parameter_set import ParameterSet
 from .pinning import SkyrmionPinning, find_skyrmions
+from .staged_fit import (MAX_RELAX_ITERATIONS, Staged, StagedRun, assess, relax_first, result_fields, run_stages,
+                         schedule, tightened)
 
 SERIES_BIAS_OPTIONS = ("none", "target")
 __all__ = ["FieldSeriesResult", "SeriesObjective", "fit_field_series"]
@@ -318,28 +317,13 @@ def fit_field_series(targets, grid: Grid, measurement, fields, init: Material, f
     FieldSeriesResult
     """
     start_time = time.perf_counter()
-    if not isinstance(grid, Grid):
-        raise ValueError(f"grid must be a napari_mmrecon Grid, got {type(grid).__name__}")
-    if not isinstance(init, Material):
-        raise ValueError(f"init must be a napari_mmrecon Material, got {type(init).__name__}")
-    check_measurement(measurement)
+    _check_setup(grid, init, measurement)
     images, applied = check_series(targets, fields, grid, pixel_size)
-    names = tuple(fit)
-    if not names or any(n not in FITTABLE for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"fit must name distinct parameters among {FITTABLE}, got {fit!r}")
+    names = _fitted_names(fit)
     if not (isinstance(bias, str) and bias in SERIES_BIAS_OPTIONS):
         raise ValueError(f"bias must be one of {SERIES_BIAS_OPTIONS} for a field series, got {bias!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
-    if not (math.isfinite(relax_tol) and relax_tol > 0):
-        raise ValueError(f"relax_tol must be a finite number > 0, got {relax_tol!r}")
-    start = _scalar_material(init)
-    start["height"] = plane_distance(measurement)
-    start["offset"] = 0.0
-    check_physical(start)
-    for name in names:
-        if name in ("Ms", "A", "Ku", "D", "height") and start[name] == 0:
-            raise ValueError(f"{name} must start from a non-zero value to be fitted (it is fitted on a log scale)")
+    _check_budget(max_iter, relax_tol)
+    start = _start_values(init, measurement, names)
     n = len(images)
     settings = EquilibriumSettings(tol=relax_tol, max_iter=MAX_RELAX_ITERATIONS, Ku_axis=init.Ku_axis, cancel=cancel)
     image_settings = [dataclasses.replace(settings, external_field=tuple(float(v) for v in h)) for h in applied]
@@ -374,30 +358,20 @@ def fit_field_series(targets, grid: Grid, measurement, fields, init: Material, f
 
     state = FitState(warm=m_start, charge=np.array([topological_charge(m) for m in m_start]) if m0 is not None
                      else None, relax_tol=relax_tol)
-    run = _Fit(None, None, state, "levenberg-marquardt", max_iter, progress, 0.0)
+    run = StagedRun(None, None, state, "levenberg-marquardt", max_iter, progress, 0.0)
     hold(m_start if m0 is not None else None)
     biased = shapes[0] is not None
-    stages = schedule(biased, False, True, max_iter)
     theta = objective.parameters.zeros(targets_t)
     expected = [len(find_skyrmions(m, grid)) for m in m_start] if m0 is None else None
-    boost, message, cancelled = 1.0, "", False
-    start_candidate = final = held = None
-    outcome = StageOutcome("max_iter", 0)
-    try:
-        while True:
-            try:
-                first = run.enter(stages[0], theta)
-                if expected is not None and any(len(find_skyrmions(m, grid)) < k for m, k in zip(first.m, expected)):
-                    state.charge, state.warm = None, m_start
-                    raise ConfigurationLost
-                break
-            except ConfigurationLost:
-                if biased and 2 * boost <= MAX_START_BIAS_SCALE:
-                    boost *= 2
-                    stages = [Stage(s.name, s.scale * (2 if s.name == "biased" else 1), s.max_iter, s.prepares)
-                              for s in stages]
-                    continue
-                raise ValueError(_lost_start_message(biased, boost, bias_strength)) from None
+
+    def keeps(first: Evaluation) -> bool:
+        return all(len(find_skyrmions(m, grid)) >= k for m, k in zip(first.m, expected))
+
+    def begin() -> tuple:
+        """The first stage entered, each image's start checked against it and its skyrmions held."""
+        nonlocal theta
+        first, stages, _ = relax_first(run, schedule(biased, False, True, max_iter), theta, m_start,
+                                       None if expected is None else keeps, biased, bias_strength)
         for i in range(n):
             try:
                 _check_start_pattern(dataclasses.replace(first, image=first.image[i]), targets_t[i])
@@ -407,44 +381,10 @@ def fit_field_series(targets, grid: Grid, measurement, fields, init: Material, f
             hold(first.m)
             theta = objective.parameters.zeros(targets_t)
             first = run.enter(stages[0], theta)
-        if stages[0].name == "unbiased":
-            start_candidate = first
-        else:
-            unbiased = objective.evaluate(theta, m_start, 0.0, state.tolerance())
-            start_candidate = unbiased if state.valid(unbiased) else None
-        if start_candidate is not None and _all_explained(start_candidate, objective, images):
-            stages = [stage for stage in stages if stage.name == "unbiased"]
-            if first is not start_candidate:
-                state.new_stage()
-                state.consider(start_candidate)
-        entered, held, inserted = True, first, 0
-        while stages:
-            stage = stages[0]
-            if not entered:
-                try:
-                    run.enter(stage, theta)
-                except ConfigurationLost:
-                    if not biased or inserted >= MAX_BIAS_INSERTIONS:
-                        message = (f"the texture changes topology (a skyrmion collapses or appears) when the bias "
-                                   f"is lowered to {stage.scale:g} of its strength")
-                        break
-                    stages.insert(0, Stage("biased", (held.bias_scale + stage.scale) / 2, BIASED_STAGE_ITERATIONS,
-                                           True))
-                    inserted += 1
-                    continue
-            entered = False
-            outcome = run.run(stage)
-            stages.pop(0)
-            held = state.best
-            theta = held.theta
-            if stage.name == "unbiased":
-                final = held
-    except FitCancelled:
-        cancelled = True
-        if state.best is not None:
-            held = state.best
-            final = held if held.bias_scale == 0 else final
-    return _result(run, images, applied, init, start_candidate, final, held, outcome, message, cancelled, start_time)
+        return first, stages, theta
+
+    staged = run_stages(run, begin, m_start, lambda e: _all_explained(e, run.objective, images), biased)
+    return _result(run, images, applied, init, staged, start_time)
 
 
 def _all_explained(evaluation: Evaluation, objective: SeriesObjective, images: np.ndarray) -> bool:
@@ -471,18 +411,16 @@ def _series_covariance(test, evaluation: Evaluation, objective: SeriesObjective)
     return A_plus @ middle @ A_plus, test.delta * rate
 
 
-def _result(run: _Fit, images: np.ndarray, applied: np.ndarray, init: Material, start_candidate, final, held,
-            outcome: StageOutcome, message: str, cancelled: bool, start_time: float) -> FieldSeriesResult:
+def _result(run: StagedRun, images: np.ndarray, applied: np.ndarray, init: Material, staged: Staged,
+            start_time: float) -> FieldSeriesResult:
     """The best unbiased candidate (else the last biased state), tested, with uncertainties."""
     objective, state = run.objective, run.state
     settings = objective.settings
-    unbiased = [e for e in (final, start_candidate) if e is not None]
-    chosen = min(unbiased, key=lambda e: e.loss) if unbiased else held
-    notes = [message] if message else []
+    chosen = staged.chosen()
+    notes = [staged.message] if staged.message else []
     names = tuple(p.name for p in objective.parameters.parameters if not p.name.startswith("centers"))
-    if not cancelled and chosen.relax_tol > state.relax_tol:
-        tight = objective.evaluate(chosen.theta, chosen.m, chosen.bias_scale, state.relax_tol)
-        chosen = tight if state.valid(tight) else chosen
+    if not staged.cancelled:
+        chosen = tightened(objective, state, chosen)
     values = objective.parameters.floats(chosen.theta)
     stats = settings.stats
     relax_time, adjoint_time = stats.relax_time, stats.adjoint_time
@@ -491,61 +429,30 @@ def _result(run: _Fit, images: np.ndarray, applied: np.ndarray, init: Material, 
     residual = (chosen.image - target).cpu().numpy()
     rms = np.sqrt(np.mean(residual ** 2, axis=(1, 2)))
     noise = np.array([image_noise(image) for image in images])
-    if cancelled:
-        uncertainty = {name: math.nan for name in names}
-        correlation = np.full((len(names), len(names)), np.nan)
-        ratio, converged, notes = math.nan, False, ["cancelled"]
-    else:
-        test = _test(objective, chosen, settings)
-        cov, step = _series_covariance(test, chosen, objective)
-        uncertainty, correlation = _uncertainties(names, values, objective.parameters, cov, step)
-        ratio, stationary = test.ratio, test.stationary()
-        explains = [_explains(r, s, float(np.std(image))) for r, s, image in zip(rms, noise, images)]
-        converged = stationary and all(explains) and chosen.bias_scale == 0 and not message
-        if chosen.bias_scale != 0:
-            notes.insert(0, f"the result still carries the bias ({chosen.bias_scale:g} of its strength)")
-        if not stationary:
-            notes.insert(0, f"not converged: {_ending(outcome, run.budget)} short of a stationary point (a "
-                            f"Gauss-Newton step would still explain {ratio:.1%} of the residual); the "
-                            "uncertainties include that step")
-        elif not all(explains):
-            worst = int(np.argmax(rms / np.maximum(noise, 1e-300)))
-            notes.insert(0, f"poor fit: image {worst}'s residual (RMS {rms[worst]:.3g}) is "
-                            f"{rms[worst] / max(noise[worst], 1e-300):.3g} times its noise ({noise[worst]:.3g})")
-        elif converged:
-            how = (f"would explain only {ratio:.1e} of the residual" if ratio < GRADIENT_TOL else
-                   f"would change no parameter by more than {test.largest_step:.1e}")
-            notes.insert(0, f"converged: a stationary point (a Gauss-Newton step {how}) with every image's misfit "
-                            "at its noise level")
+    explains = all(_explains(r, s, float(np.std(image))) for r, s, image in zip(rms, noise, images))
+    worst = int(np.argmax(rms / np.maximum(noise, 1e-300)))
+    poor = (f"poor fit: image {worst}'s residual (RMS {rms[worst]:.3g}) is "
+            f"{rms[worst] / max(noise[worst], 1e-300):.3g} times its noise ({noise[worst]:.3g})")
+    if chosen.bias_scale != 0:
+        notes.insert(0, f"the result still carries the bias ({chosen.bias_scale:g} of its strength)")
+    verdict = assess(objective, chosen, names, values, _series_covariance, staged, run.budget, explains, poor,
+                     "every image's misfit at its noise level", notes)
     t_unc = time.perf_counter() - t_unc
     power = np.mean(images ** 2, axis=(1, 2))
     dof = max(1 - objective.parameters.size / residual.size, 1e-12)
     m = chosen.m.cpu().numpy()
     pinnings = [o.pinning_at(o.parameters.values(e.theta)) for o, e in zip(objective.objectives,
                                                                             objective.images(chosen))]
-    total = time.perf_counter() - start_time
     return FieldSeriesResult(
-        material=init.replace(**{name: values[name] for name in MATERIAL_PARAMETERS}),
-        values={name: values[name] for name in names},
-        uncertainty=uncertainty,
-        correlation=correlation,
-        names=names,
+        **result_fields(run, staged, verdict, init, names, values, objective.objectives[0].measurement,
+                        (relax_time, adjoint_time, t_unc), start_time),
         fields=applied,
         m=m,
         simulated=chosen.image.cpu().numpy(),
         residual=residual,
         misfits=np.mean(residual ** 2, axis=(1, 2)) / power,
-        loss_history=list(state.history),
         noise_sigma=rms / math.sqrt(dof),
         image_noise=noise,
         radii=[np.asarray(find_skyrmions(m_i, run.objective.objectives[0].grid).radii) for m_i in m],
         centers=[np.zeros((0, 2)) if p is None else p.centers.cpu().numpy() for p in pinnings],
-        measurement=with_plane_distance(objective.objectives[0].measurement, values["height"]),
-        converged=converged,
-        cancelled=cancelled,
-        iterations=run.iterations,
-        stationarity=ratio,
-        message="; ".join(notes),
-        timings={"relax": relax_time, "adjoint": adjoint_time, "uncertainty": t_unc,
-                 "outer": total - relax_time - adjoint_time - t_unc, "total": total},
     )

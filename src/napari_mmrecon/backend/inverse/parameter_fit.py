@@ -6,6 +6,7 @@ best state so far, to a tight torque: ``equilibrium``, with implicit gradients) 
 measurement's forward operator. The parameters, their bounds and the objective are the inverse
 core over named parameters (``parameter_set``, ``fit_objective``, ``fit_state``,
 ``fit_optimizers``); this module decides what is fitted, in which stages, and what the result says.
+The stage loop and the verdict on its result are ``staged_fit``'s, shared with ``fit_field_series``.
 
 The final problem, whose stationary point a converged fit reaches, is the film **without bias
 field**, with each skyrmion **held where the image has it** (``pinning``): its centre is a fitted
@@ -61,14 +62,15 @@ from ..physics.analysis import topological_charge
 from .bias import bias_from_shape, bias_shape, domain_bias_shape, perpendicular_estimate, texture_from_estimate
 from ..solvers.equilibrium import EquilibriumSettings
 from .objective import MATERIAL_PARAMETERS, Evaluation, FitCancelled, Objective
-from .optimizers import (GRADIENT_TOL, OPTIMIZERS, FitProgress, StageOutcome, StageRule, gradient_descent,
-                             levenberg_marquardt, stationarity)
+from .optimizers import OPTIMIZERS, FitProgress
 from .fit_state import FitState
 from ..physics.grid import Grid, Material
-from ..forward.measurement import check_measurement, measurement_from_dict, plane_distance, with_plane_distance
+from ..forward.measurement import check_measurement, measurement_from_dict, plane_distance
 from ..runtime.records import SCHEMA_VERSION, from_record
 from .parameter_set import Parameter, ParameterSet
 from .pinning import SkyrmionPinning, find_skyrmions
+from .staged_fit import (MAX_RELAX_ITERATIONS, Stage, Staged, StagedRun, assess, doubled, relax_first, result_fields,
+                         run_stages, schedule, tightened)
 
 FITTABLE = MATERIAL_PARAMETERS + ("height", "offset", "gain")
 PHYSICAL_RANGES = {
@@ -82,24 +84,10 @@ PHYSICAL_RANGES = {
 BIAS_OPTIONS = ("none", "target", "optimize")
 DEFAULT_BIAS = "target"
 DEFAULT_BIAS_STRENGTH = 0.2
-BIAS_SCHEDULE = (1.0, 0.25, 0.0625)
-"""Scales of a fixed bias in the successive biased stages (before the unbiased one)."""
-BIASED_STAGE_ITERATIONS = 1
-BIASED_LOSS_TOL = 1e-2
-"""A biased stage only prepares the next one: it ends after this many iterations, or once an
-iteration lowers the loss by less than ``BIASED_LOSS_TOL`` (relative), or at a stationary point."""
-MAX_BIAS_INSERTIONS = 6
-MAX_START_BIAS_SCALE = 4.0
-"""Where the start loses its configuration under the image-shaped bias (a skyrmion collapses, appears
-or runs out into a stripe at parameters far from the truth), the first stage is retried at twice
-the bias (fixed, or the optimized map's start), up to this many times ``bias_strength``."""
 MAX_RELATIVE_STEP = 0.2
 """The largest relative change of a parameter in one outer iteration (a trust region: a first
 Levenberg-Marquardt step from 30 % off once took A to 3.5 times its value, where every relaxation
 ran to its iteration cap); skyrmion centres move by at most a cell."""
-MAX_RELAX_ITERATIONS = 5000
-"""An inner relaxation that has not converged after this many Barzilai-Borwein iterations (a
-texture at an instability) does not count as an equilibrium."""
 MIN_START_CORRELATION = 0.7
 PIN_STIFFNESS = 16.0
 """Stiffness of the skyrmion pinning in units of ``2 A t`` (J, ``t`` the film thickness) per cell^2
@@ -294,95 +282,48 @@ def _scalar_material(init: Material) -> dict:
     return values
 
 
+def _check_setup(grid: Grid, init: Material, measurement) -> None:
+    """``ValueError`` unless ``grid`` is a Grid, ``init`` a Material and ``measurement`` a measurement."""
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a napari_mmrecon Grid, got {type(grid).__name__}")
+    if not isinstance(init, Material):
+        raise ValueError(f"init must be a napari_mmrecon Material, got {type(init).__name__}")
+    check_measurement(measurement)
+
+
+def _fitted_names(fit) -> tuple:
+    """The fitted parameters' names; ``ValueError`` unless they are distinct names among ``FITTABLE``."""
+    names = tuple(fit)
+    if not names or any(n not in FITTABLE for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"fit must name distinct parameters among {FITTABLE}, got {fit!r}")
+    return names
+
+
+def _check_budget(max_iter, relax_tol) -> None:
+    """``ValueError`` unless ``max_iter`` is a whole number >= 1 and ``relax_tol`` a finite number > 0."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
+    if not (math.isfinite(relax_tol) and relax_tol > 0):
+        raise ValueError(f"relax_tol must be a finite number > 0, got {relax_tol!r}")
+
+
+def _start_values(init: Material, measurement, names: tuple) -> dict:
+    """The start: name -> float (SI) of the material, the measurement's ``height`` and an ``offset`` of 0,
+    checked (``check_physical``; a parameter fitted on a log scale must not start at 0)."""
+    start = _scalar_material(init)
+    start["height"] = plane_distance(measurement)
+    start["offset"] = 0.0
+    check_physical(start)
+    for name in names:
+        if name in ("Ms", "A", "Ku", "D", "height") and start[name] == 0:
+            raise ValueError(f"{name} must start from a non-zero value to be fitted (it is fitted on a log scale)")
+    return start
+
+
 def image_noise(image: np.ndarray) -> float:
     """The noise level of an image (its units) estimated from the image alone: the median absolute
     deviation of its finest wavelet coefficients (``skimage.restoration.estimate_sigma``)."""
     return float(estimate_sigma(np.asarray(image, dtype=float)))
-
-
-class ConfigurationLost(Exception):
-    """A stage's first relaxation changed topology (a skyrmion collapsed or appeared) or found no
-    equilibrium."""
-
-
-@dataclass
-class Stage:
-    """One stage of a fit's schedule: ``name`` ("biased" or "unbiased"), the fixed bias's
-    ``scale``, its iteration cap, and whether it only ``prepares`` the next stage (loose stop)."""
-
-    name: str
-    scale: float
-    max_iter: int
-    prepares: bool = False
-
-
-def schedule(biased: bool, optimized: bool, final_unbiased: bool, max_iter: int) -> list:
-    """The stages of a fit: with a fixed bias, ``BIAS_SCHEDULE`` (``BIASED_STAGE_ITERATIONS``
-    each) and then the unbiased stage; with an optimized bias map, one biased stage; without bias,
-    the unbiased stage alone. The parameters follow the texture continuously as the bias goes,
-    instead of settling deep in a biased optimum (the misfit is nearly flat along a common scaling
-    of A, Ku and D, where a strong bias drags the parameters far). ``final_unbiased=False`` keeps
-    the bias to the end."""
-    if not biased:
-        return [Stage("unbiased", 0.0, max_iter)]
-    if not final_unbiased:
-        return [Stage("biased", 1.0, max_iter)]
-    if optimized:
-        return [Stage("biased", 1.0, max_iter, prepares=True), Stage("unbiased", 0.0, max_iter)]
-    return ([Stage("biased", scale, BIASED_STAGE_ITERATIONS, prepares=True) for scale in BIAS_SCHEDULE]
-            + [Stage("unbiased", 0.0, max_iter)])
-
-
-class _Fit:
-    """One run of ``fit_parameters``: the objectives (with the fixed bias, and with an optimized
-    bias map), the state, the iteration budget, and the stages' bookkeeping."""
-
-    def __init__(self, objective: Objective, map_objective: Objective | None, state: FitState, optimizer: str,
-                 max_iter: int, progress, adam_lr: float):
-        self.objective = objective
-        self.map_objective = map_objective
-        self.state = state
-        self.optimizer = optimizer
-        self.budget = max_iter
-        self.iterations = 0
-        self.progress = progress
-        self.adam_lr = adam_lr
-
-    def objective_for(self, stage: Stage) -> Objective:
-        return self.map_objective if stage.name == "biased" and self.map_objective is not None else self.objective
-
-    def theta_for(self, objective: Objective, theta: torch.Tensor) -> torch.Tensor:
-        """``theta`` cut or extended (bias map at its start) to ``objective``'s parameters."""
-        size = objective.parameters.size
-        if theta.numel() >= size:
-            return theta[:size]
-        return torch.cat((theta, torch.zeros(size - theta.numel(), dtype=theta.dtype, device=theta.device)))
-
-    def enter(self, stage: Stage, theta: torch.Tensor) -> Evaluation:
-        """Relax at the stage's bias from the warm start; ``ConfigurationLost`` if that is no valid state."""
-        objective = self.objective_for(stage)
-        self.state.new_stage()
-        evaluation = objective.evaluate(self.theta_for(objective, theta), self.state.warm, stage.scale,
-                                        self.state.tolerance())
-        if not self.state.consider(evaluation):
-            raise ConfigurationLost
-        return evaluation
-
-    def run(self, stage: Stage) -> StageOutcome:
-        """Optimize within the stage from ``state.best``."""
-        objective = self.objective_for(stage)
-        rule = StageRule(max_iter=max(min(stage.max_iter, self.budget - self.iterations), 0),
-                         loss_tol=BIASED_LOSS_TOL if stage.prepares else 0.0)
-        if rule.max_iter == 0:
-            return StageOutcome("max_iter", 0)
-        if self.optimizer == "levenberg-marquardt" and objective is self.objective:
-            outcome = levenberg_marquardt(objective, self.state, stage.scale, rule, stage.name, self.progress)
-        else:
-            method = "lbfgs" if self.optimizer == "levenberg-marquardt" else self.optimizer
-            outcome = gradient_descent(objective, self.state, stage.scale, rule, stage.name, method, self.progress,
-                                       self.adam_lr)
-        self.iterations += outcome.iterations
-        return outcome
 
 
 def _start_correlation(evaluation: Evaluation, target: torch.Tensor) -> float:
@@ -403,15 +344,6 @@ def _check_start_pattern(evaluation: Evaluation, target: torch.Tensor) -> None:
             f"the starting texture, relaxed at the initial parameters, does not look like the image (correlation "
             f"{correlation:+.2f}): check the measurement (height, side, component, the image's units and sign) "
             "or give a starting magnetization (m0) in the measured configuration")
-
-
-def _lost_start_message(biased: bool, scale: float, strength: float) -> str:
-    """Why the fit could not start: the first relaxation changed topology or found no equilibrium."""
-    held = (f" even under a bias of {scale * strength:g} times the anisotropy field" if biased else "")
-    advice = "start closer to the true values" + ("" if biased else ", or hold the texture with a bias (bias='target')")
-    return (f"the starting magnetization, relaxed at the initial parameters{held}, changes topology or reaches "
-            f"no equilibrium within {MAX_RELAX_ITERATIONS} iterations (a skyrmion collapses, appears or runs "
-            f"out into a stripe): {advice}")
 
 
 def _starting_state(m0, estimate, grid: Grid) -> torch.Tensor:
@@ -543,33 +475,18 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         the image's noise; ``message`` says in words how the fit ended.
     """
     start_time = time.perf_counter()
-    if not isinstance(grid, Grid):
-        raise ValueError(f"grid must be a napari_mmrecon Grid, got {type(grid).__name__}")
-    if not isinstance(init, Material):
-        raise ValueError(f"init must be a napari_mmrecon Material, got {type(init).__name__}")
-    check_measurement(measurement)
+    _check_setup(grid, init, measurement)
     image = check_target(target, grid, pixel_size)
-    names = tuple(fit)
-    if not names or any(n not in FITTABLE for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"fit must name distinct parameters among {FITTABLE}, got {fit!r}")
+    names = _fitted_names(fit)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if gradient not in ("implicit", "unrolled"):
         raise ValueError(f"gradient must be 'implicit' or 'unrolled', got {gradient!r}")
     if isinstance(bias, str) and bias not in BIAS_OPTIONS:
         raise ValueError(f"bias must be one of {BIAS_OPTIONS} or a field array, got {bias!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
-    if not (math.isfinite(relax_tol) and relax_tol > 0):
-        raise ValueError(f"relax_tol must be a finite number > 0, got {relax_tol!r}")
-    start = _scalar_material(init)
-    start["height"] = plane_distance(measurement)
-    start["offset"] = 0.0
+    _check_budget(max_iter, relax_tol)
+    start = _start_values(init, measurement, names)
     start["gain"] = 1.0
-    check_physical(start)
-    for name in names:
-        if name in ("Ms", "A", "Ku", "D", "height") and start[name] == 0:
-            raise ValueError(f"{name} must start from a non-zero value to be fitted (it is fitted on a log scale)")
     settings = EquilibriumSettings(tol=relax_tol, max_iter=MAX_RELAX_ITERATIONS, external_field=external_field,
                                    Ku_axis=init.Ku_axis, cancel=cancel)
     estimate = None
@@ -587,7 +504,7 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
 
     start_charge = topological_charge(m_start) if m0 is not None else None
     state = FitState(warm=m_start, charge=start_charge, relax_tol=relax_tol)
-    run = _Fit(None, None, state, optimizer, max_iter, progress, adam_lr)
+    run = StagedRun(None, None, state, optimizer, max_iter, progress, adam_lr)
     boost = 1.0  # the first stage's bias factor (doubled while the start loses its configuration)
 
     pins = pin_skyrmions and optimizer == "levenberg-marquardt"  # centres are fitted by their Jacobian
@@ -607,49 +524,40 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
     # shaped from the image is relaxed first (under the bias) and its skyrmions held where they settle
     parameters = hold(m_start if m0 is not None else None)
     biased = fixed_bias is not None or beta is not None
-    stages = schedule(biased, beta is not None, final_unbiased, max_iter)
     theta = parameters.zeros(target_t)
-    stage_values, used_bias, message = {}, None, ""
-    start_candidate = final = None
-    outcome = StageOutcome("max_iter", 0)
-    cancelled, held = False, None
     # a start shaped from the image has no reliable skyrmion number yet: its first relaxation must
     # keep every skyrmion the image shows
     expected = len(find_skyrmions(m_start, grid)) if m0 is None else None
 
-    def first_relaxation() -> Evaluation:
-        """The first stage's first relaxation, the bias doubled while the start loses its configuration."""
-        nonlocal boost, stages
-        while True:
-            try:
-                first = run.enter(stages[0], theta)
-                if expected is not None and len(find_skyrmions(first.m, grid)) < expected:
-                    state.charge, state.warm = None, m_start
-                    raise ConfigurationLost
-                return first
-            except ConfigurationLost:
-                if biased and 2 * boost <= MAX_START_BIAS_SCALE:
-                    boost *= 2
-                    if beta is not None:
-                        run.map_objective = objective_with(_with_map(parameters, boost * beta), None)
-                    else:  # the fixed bias: every biased stage's scale doubled
-                        stages = [Stage(s.name, s.scale * (2 if s.name == "biased" else 1), s.max_iter, s.prepares)
-                                  for s in stages]
-                    continue
-                raise ValueError(_lost_start_message(biased, boost, bias_strength)) from None
+    def keeps(first: Evaluation) -> bool:
+        return len(find_skyrmions(first.m, grid)) >= expected
 
-    try:
-        first = first_relaxation()
+    def boosted(stages: list, factor: float) -> list:
+        """The first stage's bias at ``factor`` times its own: the optimized map's start, or every
+        biased stage of the fixed bias."""
+        if beta is None:
+            return doubled(stages)
+        run.map_objective = objective_with(_with_map(parameters, factor * beta), None)
+        return stages
+
+    def first_relaxation() -> tuple:
+        """``(first evaluation, stages, bias factor)`` of the schedule of the current bias."""
+        return relax_first(run, schedule(biased, beta is not None, final_unbiased, max_iter), theta, m_start,
+                           None if expected is None else keeps, biased, bias_strength, boosted)
+
+    def begin() -> tuple:
+        """The first stage entered, its start checked against the image and its skyrmions held."""
+        nonlocal fixed_bias, beta, boost, parameters, theta
+        first, stages, boost = first_relaxation()
         if isinstance(bias, str) and biased and _start_correlation(first, target_t) < MIN_START_CORRELATION:
             # the image-shaped bias held the domains where they are but not their size (their walls
             # ran out or in): start again under a bias along the estimated domains, background included
             fixed_bias, beta = _bias(bias, estimate, grid, start, bias_strength, domain_bias_shape)
             state.charge, state.warm, boost = start_charge, m_start, 1.0
             parameters = hold(m_start if m0 is not None else None)
-            stages = schedule(biased, beta is not None, final_unbiased, max_iter)
             unheld = first
             try:
-                first = first_relaxation()
+                first, stages, boost = first_relaxation()
             except ValueError:  # not even held there: refused for what the first start showed
                 _check_start_pattern(unheld, target_t)
                 raise
@@ -658,70 +566,18 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
             parameters = hold(first.m)
             theta = parameters.zeros(target_t)
             first = run.enter(stages[0], theta)
-        objective = run.objective
-        # the start without bias is a candidate result
-        if stages[0].name == "unbiased":
-            start_candidate = first
-        elif final_unbiased:
-            unbiased = objective.evaluate(theta, m_start, 0.0, state.tolerance())
-            if state.valid(unbiased):
-                start_candidate = unbiased
-        if start_candidate is not None and _explains(*_rms_and_noise(start_candidate, objective, image)):
-            # the start already explains the image: no bias is needed to hold it
-            stages = [stage for stage in stages if stage.name == "unbiased"]
-            if stages and first is not start_candidate:
-                state.new_stage()
-                state.consider(start_candidate)
-        entered, held, inserted = True, first, 0
-        while stages:
-            stage = stages[0]
-            if not entered:
-                try:
-                    run.enter(stage, theta)
-                except ConfigurationLost:
-                    if fixed_bias is None or inserted >= MAX_BIAS_INSERTIONS:
-                        message = (f"the texture changes topology (a skyrmion collapses or appears) when the bias "
-                                   f"is lowered to {stage.scale:g} of its strength")
-                        break
-                    stages.insert(0, Stage("biased", (held.bias_scale + stage.scale) / 2, BIASED_STAGE_ITERATIONS,
-                                           True))
-                    inserted += 1
-                    continue
-            entered = False
-            outcome = run.run(stage)
-            stages.pop(0)
-            held = state.best
-            theta = held.theta[:parameters.size]
-            if stage.name not in stage_values:
-                stage_values[stage.name] = dict(held.values)
-                if stage.name == "biased":
-                    staged = run.objective_for(stage)
-                    field_ = staged.bias_field(staged.parameters.values(held.theta), stage.scale)
-                    used_bias = None if field_ is None else field_.detach().cpu().numpy()
-            if stage.name == "unbiased":
-                final = held
-    except FitCancelled:
-        cancelled = True
-        if state.best is not None:  # cancelled inside a stage: its best state so far
-            held = state.best
-            final = held if held.bias_scale == 0 else final
-    return _result(run, image, init, start_candidate, final, held, outcome, stage_values, used_bias, message,
-                   cancelled, start_time)
+        return first, stages, theta
+
+    # a fixed bias (an array, or "target" shaped either way) can be lowered in smaller steps
+    staged = run_stages(run, begin, m_start, lambda e: _explains(*_rms_and_noise(e, run.objective, image)),
+                        fixed_bias is not None, final_unbiased)
+    return _result(run, image, init, staged, start_time)
 
 
 def _rms_and_noise(evaluation: Evaluation, objective: Objective, image: np.ndarray) -> tuple:
     """``(residual RMS, image noise, image std)`` in image units."""
     rms = math.sqrt(max(evaluation.misfit, 0.0) * objective.power)
     return rms, image_noise(image), float(np.std(image))
-
-
-def _test(objective: Objective, evaluation: Evaluation, settings: EquilibriumSettings):
-    """The stationarity test at ``evaluation`` with the Jacobian to the settings' CG tolerance;
-    returns the ``Stationarity`` with its Jacobian attached (``.J``)."""
-    J, _ = objective.jacobian(evaluation)
-    test = stationarity(J, objective.residual(evaluation), objective.parameters.rate(evaluation.theta))
-    test.J = J
-    return test
 
 
 def _covariance(test, evaluation: Evaluation, objective: Objective):
@@ -734,119 +590,70 @@ def _covariance(test, evaluation: Evaluation, objective: Objective):
     return (float(r @ r) / dof) * torch.linalg.pinv(J.T @ J, hermitian=True), test.delta * rate
 
 
-def _uncertainties(names, values: dict, parameters: ParameterSet, cov, step) -> tuple:
-    """1-sigma uncertainties (SI) and the correlation matrix of the named parameters, with the
-    remaining Gauss-Newton ``step`` added in quadrature: far from a stationary point it is how
-    little is known, at the step test's floor (``STEP_TOL``) of a noise-free fit it is the distance
-    still to go, larger than the covariance there; at a least-squares optimum it vanishes."""
-    index = [parameters.slices[name].start for name in names]
-    sub = cov[np.ix_(index, index)].cpu().numpy()
-    remaining = step[index].cpu().numpy()
-    uncertainty = {}
-    for k, name in enumerate(names):
-        unit = abs(values[name]) if parameters[name].transform == "log" else parameters[name].scale
-        uncertainty[name] = float(unit * math.sqrt(max(sub[k, k], 0.0) + remaining[k] ** 2))
-    d = np.sqrt(np.clip(np.diag(sub), 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        correlation = sub / np.outer(d, d)
-    return uncertainty, np.where(np.isfinite(correlation), correlation, 0.0)
+def _bias_field(run: StagedRun, scale: float, theta: torch.Tensor):
+    """The bias field (A/m, ``(nz, ny, nx, 3)`` tensor, or None) of a biased stage at ``scale``: the
+    fixed bias, or the optimized map at ``theta``."""
+    objective = run.objective_for(Stage("biased", scale, 0))
+    return objective.bias_field(objective.parameters.values(theta), scale)
 
 
-def _ending(outcome: StageOutcome, max_iter: int) -> str:
-    return {"max_iter": f"stopped after max_iter = {max_iter} iterations",
-            "stalled": "no step lowered the misfit any further",
-            "loss stalled": "the misfit stopped falling",
-            "loss change": "the misfit stopped falling"}.get(outcome.status, "stopped")
-
-
-def _result(run: _Fit, image: np.ndarray, init: Material, start_candidate, final, held, outcome: StageOutcome,
-            stage_values: dict, used_bias, message: str, cancelled: bool, start_time: float) -> FitResult:
+def _result(run: StagedRun, image: np.ndarray, init: Material, staged: Staged, start_time: float) -> FitResult:
     """The result: the best unbiased candidate (the start or the final stage's best; else the last
     biased state), tested for stationarity, with uncertainties and the message."""
     objective, state = run.objective, run.state
     settings = objective.settings
-    unbiased = [e for e in (final, start_candidate) if e is not None]
-    chosen = min(unbiased, key=lambda e: e.loss) if unbiased else held
-    notes = [message] if message else []
+    chosen, start_candidate, final = staged.chosen(), staged.start, staged.final
+    notes = [staged.message] if staged.message else []
     if final is not None and start_candidate is not None and chosen is start_candidate and final is not chosen:
         notes.append(f"the fit ended at a higher misfit ({final.misfit:.3g}) than its start "
                      f"({start_candidate.misfit:.3g}); the result is the start")
     names = tuple(n for n in objective.parameters.names if n != "centers")
-    if chosen.bias_scale != 0 and not cancelled:  # a biased result: its uncertainty at its bias
-        staged = run.objective_for(Stage("biased", chosen.bias_scale, 0))
-        field_ = staged.bias_field(staged.parameters.values(chosen.theta), chosen.bias_scale)
+    if chosen.bias_scale != 0 and not staged.cancelled:  # a biased result: its uncertainty at its bias
+        field_ = _bias_field(run, chosen.bias_scale, chosen.theta)
         objective = Objective(objective.grid, objective.measurement, objective.target, objective.parameters,
                               settings, objective.pinning, field_.detach(), False)
         chosen = objective.evaluate(chosen.theta[:objective.parameters.size], chosen.m, 1.0, chosen.relax_tol)
-    elif not cancelled and chosen.relax_tol > state.relax_tol:
-        tight = objective.evaluate(chosen.theta, chosen.m, 0.0, state.relax_tol)
-        chosen = tight if state.valid(tight) else chosen
+    elif not staged.cancelled:
+        chosen = tightened(objective, state, chosen)
     rms, noise, spread = _rms_and_noise(chosen, objective, image)
     values = objective.parameters.floats(chosen.theta)
     stats = settings.stats
     relax_time, adjoint_time = stats.relax_time, stats.adjoint_time  # the uncertainty's own work is apart
     t_unc = time.perf_counter()
-    if cancelled:
-        uncertainty = {name: math.nan for name in names}
-        correlation = np.full((len(names), len(names)), np.nan)
-        ratio, converged = math.nan, False
-        notes = ["cancelled"]
-    else:
-        test = _test(objective, chosen, settings)
-        cov, step = _covariance(test, chosen, objective)
-        stationary = test.stationary()
-        uncertainty, correlation = _uncertainties(names, values, objective.parameters, cov, step)
-        ratio = test.ratio
-        explains = _explains(rms, noise, spread)
-        converged = stationary and explains and chosen.bias_scale == 0 and not message
-        if not stationary:
-            notes.insert(0, f"not converged: {_ending(outcome, run.budget)} short of a stationary point (a "
-                            f"Gauss-Newton step would still explain {ratio:.1%} of the residual); the "
-                            "uncertainties include that step")
-        elif not explains:
-            notes.insert(0, f"poor fit: the residual (RMS {rms:.3g}) is {rms / max(noise, 1e-300):.3g} times the "
-                            f"noise estimated from the image ({noise:.3g}); the fitted texture does not explain "
-                            "the image (check the measurement settings, the starting texture and the material model)")
-        elif converged:
-            how = (f"would explain only {ratio:.1e} of the residual" if ratio < GRADIENT_TOL else
-                   f"would change no parameter by more than {test.largest_step:.1e}")
-            notes.insert(0, f"converged: a stationary point (a Gauss-Newton step {how}) with the misfit at the noise "
-                            f"level (residual RMS {rms:.3g}, image noise {noise:.3g})")
+    poor = (f"poor fit: the residual (RMS {rms:.3g}) is {rms / max(noise, 1e-300):.3g} times the noise estimated from "
+            f"the image ({noise:.3g}); the fitted texture does not explain the image (check the measurement "
+            "settings, the starting texture and the material model)")
+    verdict = assess(objective, chosen, names, values, _covariance, staged, run.budget, _explains(rms, noise, spread),
+                     poor, f"the misfit at the noise level (residual RMS {rms:.3g}, image noise {noise:.3g})", notes)
     t_unc = time.perf_counter() - t_unc
     residual = (chosen.image - objective.target).reshape(-1)
     sigma = float(torch.sqrt((residual @ residual) / max(residual.numel() - objective.parameters.size, 1)))
+    stage_values = {name: dict(evaluation.values) for name, (_, evaluation) in staged.ends.items()}
     bias_shift = {}
     if "biased" in stage_values and "unbiased" in stage_values:
         for name in names:
             before, after = stage_values["biased"][name], values[name]
             bias_shift[name] = (after - before) / before if before != 0 else after - before
-    total = time.perf_counter() - start_time
-    timings = {"relax": relax_time, "adjoint": adjoint_time, "uncertainty": t_unc,
-               "outer": total - relax_time - adjoint_time - t_unc, "total": total,
-               "relax_iterations": stats.relax_iterations, "newton_steps": stats.newton_steps,
-               "cg_iterations": stats.cg_iterations + stats.newton_cg_iterations, "evaluations": state.evaluations}
+    used_bias = None
+    if "biased" in staged.ends:  # the first biased stage's field
+        stage, evaluation = staged.ends["biased"]
+        field_ = _bias_field(run, stage.scale, evaluation.theta)
+        used_bias = None if field_ is None else field_.detach().cpu().numpy()
+    fields = result_fields(run, staged, verdict, init, names, values, objective.measurement,
+                           (relax_time, adjoint_time, t_unc), start_time)
+    fields["timings"].update(relax_iterations=stats.relax_iterations, newton_steps=stats.newton_steps,
+                             cg_iterations=stats.cg_iterations + stats.newton_cg_iterations,
+                             evaluations=state.evaluations)
     pinning = objective.pinning_at(objective.parameters.values(chosen.theta))
     return FitResult(
-        material=init.replace(**{name: values[name] for name in MATERIAL_PARAMETERS}),
-        values={name: values[name] for name in names},
-        uncertainty=uncertainty,
-        correlation=correlation,
-        names=names,
+        **fields,
         m=chosen.m.cpu().numpy(),
         simulated=chosen.image.cpu().numpy(),
         residual=(chosen.image - objective.target).cpu().numpy(),
-        loss_history=list(state.history),
         noise_sigma=sigma,
         bias_field=used_bias,
         bias_shift=bias_shift,
-        measurement=with_plane_distance(objective.measurement, values["height"]),
-        converged=converged,
-        cancelled=cancelled,
-        iterations=run.iterations,
-        timings=timings,
-        message="; ".join(notes),
         image_noise=noise,
-        stationarity=ratio,
         centers=np.zeros((0, 2)) if pinning is None else pinning.centers.cpu().numpy(),
         misfit=chosen.misfit,
     )
