@@ -97,3 +97,15 @@ def test_bad_input_is_a_clear_value_error(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fit_field_series(**args)
+
+
+def test_a_common_image_gain_is_fitted_with_the_material(series):
+    """The images 20 % stronger than the model (an unknown tip or sensor scale): the series fits one
+    gain for all of them, within its stated uncertainty of 1.2, with Ku."""
+    states, images, sigma = series
+    joint = fit_field_series(1.2 * images, GRID, STRAY, FIELDS, TRUE, fit=("Ku", "gain"), m0=np.stack(states),
+                             bias="none")
+    assert joint.converged, joint.message
+    for name, true in (("gain", 1.2), ("Ku", TRUE.Ku)):
+        assert 0 < joint.uncertainty[name] and abs(joint.values[name] - true) < 3 * joint.uncertainty[name], name
+    assert "gain" in joint.table() and joint.to_dict()["units"]["gain"] == ""

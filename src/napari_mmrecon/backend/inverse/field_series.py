@@ -124,8 +124,8 @@ class FieldSeriesResult:
 
     def table(self) -> str:
         """Tab-separated table ``name value uncertainty unit``."""
-        units = {name: spec[2] for name, spec in PHYSICAL_RANGES.items()}
-        units["offset"] = self.measurement.units
+        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
+                 "gain": ""}
         lines = ["parameter\tvalue\tuncertainty (1 sigma)\tunit"]
         for name in self.names:
             lines.append(f"{name}\t{self.values[name]:.6g}\t{self.uncertainty[name]:.3g}\t{units[name]}")
@@ -136,7 +136,8 @@ class FieldSeriesResult:
         ``values``, ``uncertainty`` (1 sigma) and their ``units``, ``correlation``, ``fields`` (A/m),
         per image ``misfits``, ``noise_sigma``, ``image_noise``, ``radii`` and ``centers`` (m), the
         ``loss_history``, how it ended, ``timings``, and the ``material`` and ``measurement`` records."""
-        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units}
+        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
+                 "gain": ""}
 
         def floats(array):
             return np.asarray(array, dtype=float).tolist()
@@ -291,7 +292,8 @@ def fit_field_series(targets, grid: Grid, measurement, fields, init: Material, f
     init : Material
         Starting values (scalars for the fitted parameters), shared by all images.
     fit : tuple of str
-        Shared parameters among ``"Ms", "A", "Ku", "D", "height", "offset"``.
+        Shared parameters among ``"Ms", "A", "Ku", "D", "height", "offset", "gain"`` (gain: the images' common
+        unknown scale, as in ``fit_parameters``).
     m0 : array (nz, ny, nx, 3), array (n, nz, ny, nx, 3) or list, optional
         Starting texture(s) in each image's configuration; default: each shaped from its image
         (``bias.texture_from_estimate``), as ``fit_parameters``.

@@ -308,12 +308,13 @@ def _check_budget(max_iter, relax_tol) -> None:
 
 
 def _start_values(init: Material, measurement, names: tuple) -> dict:
-    """The start: name -> float (SI) of the material, the measurement's ``height`` and an ``offset`` of 0,
-    checked (``check_physical``; a parameter fitted on a log scale must not start at 0)."""
+    """The start: name -> float (SI) of the material, the measurement's ``height``, an ``offset`` of 0 and
+    a ``gain`` of 1, checked (``check_physical``; a parameter fitted on a log scale must not start at 0)."""
     start = _scalar_material(init)
     start["height"] = plane_distance(measurement)
     start["offset"] = 0.0
     check_physical(start)
+    start["gain"] = 1.0
     for name in names:
         if name in ("Ms", "A", "Ku", "D", "height") and start[name] == 0:
             raise ValueError(f"{name} must start from a non-zero value to be fitted (it is fitted on a log scale)")
@@ -486,7 +487,6 @@ def fit_parameters(target, grid: Grid, measurement, init: Material, fit=MATERIAL
         raise ValueError(f"bias must be one of {BIAS_OPTIONS} or a field array, got {bias!r}")
     _check_budget(max_iter, relax_tol)
     start = _start_values(init, measurement, names)
-    start["gain"] = 1.0
     settings = EquilibriumSettings(tol=relax_tol, max_iter=MAX_RELAX_ITERATIONS, external_field=external_field,
                                    Ku_axis=init.Ku_axis, cancel=cancel)
     estimate = None
