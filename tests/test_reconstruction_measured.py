@@ -5,6 +5,8 @@ The targets are images of the bundled single skyrmion (a state relaxed by the pl
 ``_sample_data``); the flaws are added here with a fixed seed.
 """
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,18 @@ def test_energy_relaxed_mends_the_texture_of_an_image_whose_scale_is_off():
     assert np.degrees(np.arccos(np.clip((again * relaxed.m).sum(-1), -1, 1))).max() < 1.0
     own = mm.stray_field(relaxed.m, GRID, MATERIAL.Ms, height=10e-9, side="top")[..., 2]
     assert np.allclose(relaxed.simulated, own)
+
+
+def test_energy_relaxed_reports_its_relaxation_and_cancel_stops_it():
+    cancel, stages = threading.Event(), []
+
+    def progress(snapshot):
+        stages.append(snapshot.stage)
+        if snapshot.stage == "relaxed, domains held":
+            cancel.set()
+
+    rec = mm.reconstruct_texture(1.15 * IMAGE, GRID, MATERIAL, MEASUREMENT, method="energy-relaxed", max_iter=20,
+                                 progress=progress, cancel=cancel)
+    assert stages[0].startswith("energy") and stages.count("relaxed, domains held") == 1
+    assert rec.cancelled and rec.message.startswith("cancelled") and rec.bias_field is not None
+    assert np.allclose(np.linalg.norm(rec.m, axis=-1), 1)

@@ -99,8 +99,8 @@ def held_equilibrium(m: torch.Tensor, grid: Grid, material: Material, hold: floa
                         max_iter=min(REPORT_EVERY, max_iter - done), return_info=True, cancel=cancel)
         done += info.iterations
         converged, cancelled = bool(info.converged), bool(info.cancelled)
-        if progress is not None:
-            progress(done, m, bias)
         if info.iterations == 0:
             break
+        if progress is not None:
+            progress(done, m, bias)
     return m, bias, done, converged, cancelled
