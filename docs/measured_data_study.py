@@ -11,10 +11,11 @@ The film: a [Co(1 nm)/spacer(2 nm)] x 10 multilayer element, 2.05 um across (512
 skyrmions on a shaken hexagonal lattice, relaxed at an applied field. Results and
 figures go to docs/measured_data/.
 
-Status (2026-12-03): ``film``, ``files`` and ``analyse`` run; ``analyse`` reconstructs with the
-fast ``"energy"`` method (about 20 s per file on 2 cores), which gets the skyrmions right but not
-the in-plane texture (docs/measured-data.md). The bias method, which does, did not finish its first
-outer iteration at 512 x 512 within 4 minutes; the material fit is not yet part of the example.
+The analysis (``analyse``, about 45 s per file from the file to the texture, then about 3 min for
+the material on 2 cores): read, prepare (recorded), the gain from the film's edges, two
+``"energy-relaxed"`` reconstructions with an offset per scan line, the second at the gain refitted
+on the first texture's image; then the material from periodic skyrmion cells. Numbers and
+pictures: docs/measured-data.md.
 """
 
 from __future__ import annotations
@@ -311,7 +312,7 @@ def analyse_file(path: Path, channel: str, lift_height: float | None, material_f
             "best_combination": {"exponents": dict(zip(("A", "Ku", "D"), exponents.tolist())),
                                  "relative_sigma": sigma, "fitted": combination(fit.values),
                                  "true": combination(true_values)}}
-        np.save(OUT / f"{stem}_cells.npy", np.asarray(fit.m, dtype=np.float32))
+        material_figure(path, corrected, cells, fit, record["material"])
     figures(path, out, record, m_true, found, true)
     (OUT / f"analysis_{path.suffix[1:]}.json").write_text(json.dumps(record, indent=1, default=float))
     print(json.dumps(record, indent=1, default=float))
@@ -361,6 +362,32 @@ def figures(path: Path, out: dict, record: dict, m_true: np.ndarray, found, true
     ax.legend()
     fig.suptitle(f"{path.name}: from the file to the texture in {record['times_s']['total']:.0f} s on 2 cores")
     fig.savefig(OUT / f"steps_{path.suffix[1:]}.png", dpi=80)
+    plt.close(fig)
+
+
+def material_figure(path: Path, image: np.ndarray, cells: list, fit, record: dict) -> None:
+    """The material step: each cell's image (row offsets removed, over the gain), the fitted model's
+    image and the residual, with the fitted values against the truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, len(cells), figsize=(3.2 * len(cells), 9.5), constrained_layout=True)
+    for column, (y0, x0) in enumerate(cells):
+        target = image[y0:y0 + CELL_CELLS, x0:x0 + CELL_CELLS]
+        limit = np.abs(target).max()
+        for row, (data, title) in enumerate(((target, f"cell {column + 1}: image"),
+                                             (fit.simulated[column], "fitted model"),
+                                             (fit.residual[column], "residual"))):
+            ax = axes[row, column]
+            ax.imshow(data, origin="lower", cmap="gray", vmin=-limit, vmax=limit)
+            ax.set_title(title)
+            ax.set_axis_off()
+    values, sigma, truth = record["values"], record["uncertainty"], record["truth"]
+    lines = [f"{n} = {values[n]:.3g} +- {sigma[n]:.2g} (truth {truth[n]:.3g})" for n in ("A", "Ku", "D")]
+    fig.suptitle(f"{path.name}, material from {len(cells)} periodic skyrmion cells: " + "; ".join(lines), fontsize=9)
+    fig.savefig(OUT / f"material_{path.suffix[1:]}.png", dpi=70)
     plt.close(fig)
 
 

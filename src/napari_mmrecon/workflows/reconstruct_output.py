@@ -3,7 +3,8 @@
 ``write_reconstruction(folder, reconstructed, ...)`` writes
 
 ``m.ovf``               the reconstructed magnetization (the material in a Desc line)
-``bias_field.ovf``      the bias field H (A/m) whose equilibrium ``m`` is (the bias method only)
+``bias_field.ovf``      the bias field H (A/m) whose equilibrium ``m`` is (the bias method: the
+                        fitted one; energy-relaxed: the bias that held the domains)
 ``simulated.tif``       the image(s) of ``m`` and ``residual.tif`` = simulated - target, with pixel
                         size and metadata (``layer_data.reconstruction_layers``'s), in the targets'
                         units; a stack ``(nh, ny, nx)`` for several targets
@@ -36,9 +37,9 @@ FILES = ("m.ovf", "bias_field.ovf", "simulated.tif", "residual.tif", "reconstruc
 
 
 def output_files(method: str) -> tuple:
-    """The names of the files ``write_reconstruction`` writes for ``method`` (a bias field only
-    for the bias method)."""
-    return tuple(name for name in FILES if method == "bias" or name != "bias_field.ovf")
+    """The names of the files ``write_reconstruction`` writes for ``method`` (a bias field for the
+    methods whose texture is an equilibrium under one: bias, energy-relaxed)."""
+    return tuple(name for name in FILES if method in ("bias", "energy-relaxed") or name != "bias_field.ovf")
 
 
 @dataclass
