@@ -1,6 +1,6 @@
 """The magnetization texture behind a stray-field or MFM image (``reconstruct_texture``).
 
-Three methods, one API (``method=``):
+Four methods, one API (``method=``):
 
 - ``"bias"`` (the default): the spatially varying bias field ``H_b = H_K beta(x, y) z^``
   (``H_K = 2 Ku / (mu0 Ms)``) is the optimized handle, and the texture is always the micromagnetic
@@ -51,6 +51,7 @@ from ..solvers.equilibrium import EquilibriumSettings
 from .bias import bias_shape, perpendicular_estimate, texture_bias_shape, texture_from_estimate
 from .energy_reconstruction import energy_reconstruction, with_row_offsets
 from .fit_state import FitState
+from .held_equilibrium import held_equilibrium
 from .objective import MATERIAL_PARAMETERS, FitCancelled, Objective
 from .optimizers import StageRule, gradient_descent
 from .parameter_fit import (DEFAULT_BIAS_STRENGTH, FITTABLE, FitResult, check_physical, check_target,
@@ -321,8 +322,6 @@ def _relaxed(m, images, measurements, grid: Grid, values: dict, material: Materi
              status: str, row_offsets: bool, progress, cancel):
     """The ``"energy-relaxed"`` step: ``held_equilibrium`` of the energy texture ``m``, reported as
     stage "relaxed, domains held"; ``(m, bias, cancelled, status)``."""
-    from .held_equilibrium import held_equilibrium
-
     targets = grid.tensor(images)
     signal = targets - targets.mean(dim=-1, keepdim=True) if row_offsets else targets
     power = (signal ** 2).mean(dim=(1, 2))
