@@ -121,6 +121,29 @@ def test_cancel_keeps_the_best_state_and_replace_updates_the_layers(reconstructo
                                widget.result.m)
 
 
+def test_energy_relaxed_with_an_offset_per_scan_line(reconstructor, qtbot, notes):
+    """The top image with scan-line jumps: the "offset per scan line" box (shown for the energy
+    methods only) profiles them out, and the layers show the texture and its holding bias."""
+    viewer, widget = reconstructor
+    assert not widget.row_offsets.native.isVisibleTo(widget.native)
+    widget.method.value = "energy-relaxed"
+    assert widget.row_offsets.native.isVisibleTo(widget.native)
+    image = viewer.layers[TOP].data
+    jumps = np.cumsum(np.where(np.random.default_rng(2).random(image.shape[0]) < 0.15, 0.3 * image.std(), 0.0))
+    viewer.layers[TOP].data = image + jumps[:, None]
+    widget.row_offsets.value = True
+    widget.max_iter.value = 20
+    widget.panel.run_button.native.click()
+    qtbot.waitUntil(lambda: not widget.panel.is_running, timeout=120000)
+    assert notes.errors() == [] and widget.result.method == "energy-relaxed"
+    meta = viewer.layers[f"{TOP} reconstructed m"].metadata["mmrecon"]["reconstruction"]
+    assert meta["options"]["row_offsets"] is True
+    assert f"{TOP} reconstruction bias z" in viewer.layers
+    m_true = viewer.layers["m (truth)"].metadata["mmrecon"]["m"]
+    grid = mm.Grid(nx=64, ny=64, nz=1, dx=1e-9, dy=1e-9, dz=1e-9)
+    assert mm.texture_metrics(widget.result.m, m_true, grid).angle_error < 5.0
+
+
 def test_bad_input_gives_a_notification_and_no_layer(reconstructor, notes):
     viewer, widget = reconstructor
     holey = np.ones((64, 64))

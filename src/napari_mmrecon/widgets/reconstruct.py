@@ -163,7 +163,7 @@ class ReconstructWidget(Container):
                                   fit=self.material_fields.names(), bias_strength=self.bias_strength.value,
                                   noise=self.noise.value or None, discrepancy=self.discrepancy.value,
                                   max_iter=self.max_iter.value,
-                                  row_offsets=self.row_offsets.value and self.row_offsets.visible)
+                                  row_offsets=self.row_offsets.value and self.method.value in ("energy", "energy-relaxed"))
 
     def _prepare(self) -> Task:
         layers, images, grid, measurements = self.target_images.read()
