@@ -1094,6 +1094,7 @@ def _calibrate_tip(args) -> int:
     from .io import read_ovf
     from .workflows.layer_data import magnetization_from_field
     from .workflows.simulate import film_material
+    from .workflows.tip_calibration import validate
 
     target = _read_target(args.reference, args.pixel_size, states=False)
     field, grid, header = read_ovf(args.magnetization, return_header=True)
@@ -1105,17 +1106,14 @@ def _calibrate_tip(args) -> int:
     material = film_material(m, material if args.Ms is None else material.replace(Ms=args.Ms))
     measurement = _reference_measurement(args, target.meta)
     _check_options(args)
-    if target.shape != (grid.ny, grid.nx) or not np.allclose(target.pixel, (grid.dy, grid.dx), rtol=1e-6, atol=0):
-        raise ValueError(f"{args.reference} has {target.shape[1]} x {target.shape[0]} pixels of "
-                         f"{target.pixel[1] * 1e9:g} x {target.pixel[0] * 1e9:g} nm but {args.magnetization} has "
-                         f"{grid.nx} x {grid.ny} cells of {grid.dx * 1e9:g} x {grid.dy * 1e9:g} nm: the reference "
-                         "image and its magnetization must be on one grid")
+    image = validate(target.image, m, grid, material.Ms, measurement, pixel_size=target.pixel,
+                     unit=target.meta.get("unit") or "", name=args.reference)
     out = Path(args.out)
     if out.suffix.lower() != ".json":
         raise ValueError(f"-o {out}: calibrate-tip writes one JSON file, give a name ending in .json")
     replaced = _check_outputs([out], [args.reference, args.magnetization], args.overwrite)
     _set_threads(args)
-    calibration = calibrate_tip(target.image, m, grid.with_(device=args.device), material.Ms, measurement,
+    calibration = calibrate_tip(image, m, grid.with_(device=args.device), material.Ms, measurement,
                                 model=args.calibration_model, fit_height=not args.fixed_height)
     with _writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..backend import Cantilever, Grid, Material, MFMMeasurement, StrayFieldMeasurement, fit_parameters
 from ..backend.forward.mfm import tip_from_dict
-from ..backend.inverse.parameter_fit import MATERIAL_PARAMETERS, check_physical, check_target
+from ..backend.inverse.parameter_fit import MATERIAL_PARAMETERS, check_physical, check_target, parameter_units
 from ..backend.forward.measurement import check_measurement, plane_distance
 from .jobs import Job, Progress, relay_snapshots
 from .options import OPTIONS, check
@@ -74,6 +74,20 @@ class FitSnapshot:
 # ----------------------------------------------------------------------------- measurements
 
 
+def snapshot_reporter(report, target: np.ndarray):
+    """The backend's ``progress`` callback for a fit of ``target`` (``(ny, nx)``, or ``(n, ny, nx)`` for
+    a series): each state becomes a numbered ``FitSnapshot`` (numpy copies, taken at once on the
+    worker thread, since the backend goes on with its tensors) handed to ``report``."""
+    counter = itertools.count(1)
+
+    def progress(state):
+        simulated = state.simulated.detach().cpu().numpy().copy()
+        report(FitSnapshot(state.stage, next(counter), float(state.loss), dict(state.values),
+                           state.m.detach().cpu().numpy().copy(), simulated, simulated - target))
+
+    return progress
+
+
 def measurement_quantity(measurement) -> str:
     """Quantity name of the measurement's images: ``"Hz"`` (``"Hx"``, ``"Hy"``, ``"H·axis"`` for
     a tilted sensor), ``"frequency_shift"`` or ``"phase"``."""
@@ -109,12 +123,6 @@ def measurement_metadata(measurement) -> dict:
     if isinstance(measurement, MFMMeasurement):
         entries.update(tip=measurement.tip.to_dict(), cantilever=measurement.cantilever.to_dict())
     return entries
-
-
-def parameter_units(measurement) -> dict:
-    """SI unit of every fittable parameter (``offset`` in the image's units, ``gain`` dimensionless)."""
-    return {**{name: OPTIONS[name].unit for name in MATERIAL_PARAMETERS + ("height",)}, "offset": measurement.units,
-            "gain": ""}
 
 
 def start_values(names, init: Material, measurement) -> dict:
@@ -223,19 +231,13 @@ def fit(target, grid: Grid, measurement, init: Material, options: FitOptions = F
     """
     cancel = threading.Event() if cancel is None else cancel
     image = np.asarray(target, dtype=float)
-    counter = itertools.count(1)
 
     def call(report):
-        def progress(state):  # helper thread: copy now, the backend goes on with its tensors
-            simulated = state.simulated.detach().cpu().numpy().copy()
-            report(FitSnapshot(state.stage, next(counter), float(state.loss), dict(state.values),
-                               state.m.detach().cpu().numpy().copy(), simulated, simulated - image))
-
         return fit_parameters(image, grid, measurement, init, fit=options.fit, m0=m0, bias=options.bias,
                               bias_strength=options.bias_strength, optimizer=options.optimizer,
                               max_iter=options.max_iter, relax_tol=options.relax_tol,
-                              external_field=options.external_field, pixel_size=pixel_size, progress=progress,
-                              cancel=cancel)
+                              external_field=options.external_field, pixel_size=pixel_size,
+                              progress=snapshot_reporter(report, image), cancel=cancel)
 
     yield Progress(0, 0, "fit: relaxing the starting state")
     result = yield from relay_snapshots(call, cancel, lambda snapshot: Progress(snapshot.iteration, 0, _describe(snapshot)))

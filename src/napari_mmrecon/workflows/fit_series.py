@@ -16,7 +16,6 @@ image; SI units throughout. ``write_series(folder, ...)`` writes
 
 from __future__ import annotations
 
-import itertools
 import threading
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ..backend import Grid, Material, fit_field_series
 from ..backend.inverse.field_series import SERIES_BIAS_OPTIONS
 from ..backend.inverse.parameter_fit import check_target
 from . import layer_data
-from .fit import FitOptions, FitSnapshot, check_unit, measurement_quantity, start_values, validate
+from .fit import FitOptions, check_unit, measurement_quantity, snapshot_reporter, start_values, validate
 from .jobs import Job, Progress, relay_snapshots
 from .options import check
 from .output_files import write_image, write_json, write_state, write_text
@@ -87,17 +86,12 @@ def fit_series(targets, grid: Grid, measurement, fields, init: Material, options
     """
     cancel = threading.Event() if cancel is None else cancel
     images = np.asarray(targets, dtype=float)
-    counter = itertools.count(1)
 
     def call(report):
-        def progress(state):  # helper thread: copy now, the backend goes on with its tensors
-            simulated = state.simulated.detach().cpu().numpy().copy()
-            report(FitSnapshot(state.stage, next(counter), float(state.loss), dict(state.values),
-                               state.m.detach().cpu().numpy().copy(), simulated, simulated - images))
-
         return fit_field_series(images, grid, measurement, fields, init, fit=options.fit, m0=m0, bias=options.bias,
                                 bias_strength=options.bias_strength, max_iter=options.max_iter,
-                                relax_tol=options.relax_tol, pixel_size=pixel_size, progress=progress, cancel=cancel)
+                                relax_tol=options.relax_tol, pixel_size=pixel_size,
+                                progress=snapshot_reporter(report, images), cancel=cancel)
 
     def describe(snapshot):
         return Progress(snapshot.iteration, 0, f"field series, {snapshot.stage} stage: iteration {snapshot.iteration}, "

@@ -36,9 +36,10 @@ from ..solvers.equilibrium import EquilibriumSettings
 from .bias import perpendicular_estimate
 from .fit_state import FitState
 from .objective import MATERIAL_PARAMETERS, Evaluation, Objective
-from .parameter_fit import (DEFAULT_BIAS, DEFAULT_BIAS_STRENGTH, PHYSICAL_RANGES, PIN_STIFFNESS, _bias, _check_budget,
+from .parameter_fit import (DEFAULT_BIAS, DEFAULT_BIAS_STRENGTH, PIN_STIFFNESS, _bias, _check_budget,
                             _check_setup, _check_start_pattern, _explains, _fitted_names, _parameters, _start_values,
-                            _starting_state, check_target, image_noise)
+                            _starting_state, check_target, image_noise, parameter_table,
+                            parameter_units)
 from .parameter_set import ParameterSet
 from .pinning import SkyrmionPinning, find_skyrmions
 from .staged_fit import (MAX_RELAX_ITERATIONS, Staged, StagedRun, assess, relax_first, result_fields, run_stages,
@@ -124,20 +125,14 @@ class FieldSeriesResult:
 
     def table(self) -> str:
         """Tab-separated table ``name value uncertainty unit``."""
-        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
-                 "gain": ""}
-        lines = ["parameter\tvalue\tuncertainty (1 sigma)\tunit"]
-        for name in self.names:
-            lines.append(f"{name}\t{self.values[name]:.6g}\t{self.uncertainty[name]:.3g}\t{units[name]}")
-        return "\n".join(lines)
+        return parameter_table(self.names, self.values, self.uncertainty, parameter_units(self.measurement))
 
     def to_dict(self) -> dict:
         """Record of the result without its arrays ``m``, ``simulated``, ``residual``: ``names``,
         ``values``, ``uncertainty`` (1 sigma) and their ``units``, ``correlation``, ``fields`` (A/m),
         per image ``misfits``, ``noise_sigma``, ``image_noise``, ``radii`` and ``centers`` (m), the
         ``loss_history``, how it ended, ``timings``, and the ``material`` and ``measurement`` records."""
-        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
-                 "gain": ""}
+        units = parameter_units(self.measurement)
 
         def floats(array):
             return np.asarray(array, dtype=float).tolist()

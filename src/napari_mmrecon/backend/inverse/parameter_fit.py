@@ -101,6 +101,21 @@ standard deviation (a noise-free synthetic image has no noise to compare with)."
 __all__ = ["FitCancelled", "FitProgress", "FitResult", "check_physical", "check_target", "fit_parameters"]
 
 
+def parameter_units(measurement) -> dict:
+    """The unit of every fittable parameter (name -> str): SI for the material and the height, the
+    image's units for ``offset``, none for ``gain``."""
+    return {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": measurement.units, "gain": ""}
+
+
+def parameter_table(names, values: dict, uncertainty: dict, units: dict) -> str:
+    """Tab-separated table ``name value uncertainty unit`` of the fitted ``names`` (copyable into a
+    spreadsheet)."""
+    lines = ["parameter\tvalue\tuncertainty (1 sigma)\tunit"]
+    for name in names:
+        lines.append(f"{name}\t{values[name]:.6g}\t{uncertainty[name]:.3g}\t{units[name]}")
+    return "\n".join(lines)
+
+
 @dataclass
 class FitResult:
     """Outcome of ``fit_parameters``.
@@ -177,12 +192,7 @@ class FitResult:
 
     def table(self) -> str:
         """Tab-separated table ``name value uncertainty unit`` (copyable into a spreadsheet)."""
-        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
-                 "gain": ""}
-        lines = ["parameter\tvalue\tuncertainty (1 sigma)\tunit"]
-        for name in self.names:
-            lines.append(f"{name}\t{self.values[name]:.6g}\t{self.uncertainty[name]:.3g}\t{units[name]}")
-        return "\n".join(lines)
+        return parameter_table(self.names, self.values, self.uncertainty, parameter_units(self.measurement))
 
     def to_dict(self) -> dict:
         """Record (``records`` schema) of the result without its arrays (``m``, ``simulated``, ``residual``,
@@ -191,8 +201,7 @@ class FitResult:
         ``noise_sigma``, ``centers`` (m), ``loss_history``, ``bias_shift``, how it ended
         (``converged``, ``cancelled``, ``message``, ``iterations``), ``timings``, and the
         ``material`` and ``measurement`` records."""
-        units = {**{name: spec[2] for name, spec in PHYSICAL_RANGES.items()}, "offset": self.measurement.units,
-                 "gain": ""}
+        units = parameter_units(self.measurement)
         return {
             "names": list(self.names), "values": {k: float(v) for k, v in self.values.items()},
             "uncertainty": {k: float(v) for k, v in self.uncertainty.items()},
