@@ -528,8 +528,16 @@ def train_unet(data, out_dir, epochs: int = DEFAULT_EPOCHS, batch_size: int = DE
     ranks = _ranks(device)
     try:
         with threads_for(batch_size * samples.m.shape[1] * samples.m.shape[2]):
-            return _train(samples, out, epochs, batch_size, lr, seed, val_fraction, progress, cancel, resume,
-                          overwrite, image_weight, augmentation, base, depth, command or shlex.join(sys.argv), ranks)
+            result = _train(samples, out, epochs, batch_size, lr, seed, val_fraction, progress, cancel, resume,
+                            overwrite, image_weight, augmentation, base, depth, command or shlex.join(sys.argv), ranks)
+        if ranks.owns_group:
+            import torch.distributed as dist
+
+            # every rank reaches the end before any tears its connections down: a rank that closed
+            # them while another still had gloo traffic in flight was aborted at exit (SIGABRT,
+            # "terminate called without an active exception"; once in four CI runs)
+            dist.barrier()
+        return result
     finally:
         if ranks.owns_group:
             import torch.distributed as dist
